@@ -180,13 +180,18 @@ public:
 
     // Submits and waits for `wait_nr` completions or until `timeout` passes.
     // With IORING_FEAT_EXT_ARG (5.11) the timeout rides in io_uring_enter;
-    // without it liburing queues a timeout SQE, whose CQE zerg never shows.
-    // Returns 0 when completions are ready, -ETIME on timeout, or -errno.
+    // without it a timeout SQE bounds the wait (its CQE is never shown to
+    // the user). Returns 0 when completions are ready, -ETIME on timeout, or
+    // -errno.
     int submit_and_wait_for(unsigned wait_nr, std::chrono::nanoseconds timeout) noexcept {
         auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout);
         __kernel_timespec ts{secs.count(), (timeout - secs).count()};
-        io_uring_cqe* cqe = nullptr;
-        return io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts, nullptr);
+        if (ring_.features & IORING_FEAT_EXT_ARG) [[likely]] {
+            io_uring_cqe* cqe = nullptr;
+            int res = io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts, nullptr);
+            return res < 0 ? res : 0;
+        }
+        return submit_and_wait_with_timeout_sqe(wait_nr, ts);
     }
 
     // With DEFER_TASKRUN completions are only posted when this thread enters
@@ -194,7 +199,12 @@ public:
     int flush_completions() noexcept { return io_uring_get_events(&ring_); }
 
     // Lets a ring made with start_disabled run. Returns 0 or -errno.
-    int enable() noexcept { return io_uring_enable_rings(&ring_); }
+    // Registered directly: liburing 2.3 declares io_uring_enable_rings but
+    // does not export it.
+    int enable() noexcept {
+        long r = ::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
+        return r < 0 ? -errno : 0;
+    }
 
     // ---- completion ---------------------------------------------------------
 
@@ -210,8 +220,8 @@ public:
         unsigned count = std::min(tail - head, max);
         for (unsigned i = 0; i < count; ++i) {
             const io_uring_cqe& cqe = ring_.cq.cqes[(head + i) & ring_.cq.ring_mask];
-            // liburing's own timeout for submit_and_wait_for without EXT_ARG.
-            if (cqe.user_data == LIBURING_UDATA_TIMEOUT) [[unlikely]]
+            // The timeout of submit_and_wait_for without EXT_ARG.
+            if (cqe.user_data == internal_timeout_tag) [[unlikely]]
                 continue;
             handler(cqe);
         }
@@ -233,6 +243,28 @@ public:
     int unregister_eventfd() noexcept { return io_uring_unregister_eventfd(&ring_); }
 
 private:
+    // The tag of zerg's own timeout SQEs; for_each_completion skips them.
+    static constexpr std::uint64_t internal_timeout_tag = LIBURING_UDATA_TIMEOUT;
+
+    int submit_and_wait_with_timeout_sqe(unsigned wait_nr, const __kernel_timespec& ts) noexcept {
+        std::error_code ec;
+        io_uring_sqe* sqe = get_sqe(ec);
+        if (!sqe) return -ec.value();
+        // The kernel copies the timespec while preparing the request, so a
+        // local is enough. It also completes after `wait_nr` completions.
+        io_uring_prep_timeout(sqe, const_cast<__kernel_timespec*>(&ts), wait_nr, 0);
+        sqe->user_data = internal_timeout_tag;
+        int res = io_uring_submit_and_wait(&ring_, 1);
+        if (res < 0) return res;
+        unsigned head = *ring_.cq.khead;
+        unsigned tail = std::atomic_ref<unsigned>(*ring_.cq.ktail).load(std::memory_order_acquire);
+        for (unsigned i = head; i != tail; ++i)
+            if (ring_.cq.cqes[i & ring_.cq.ring_mask].user_data != internal_timeout_tag) return 0;
+        // Only timeouts are ready: drop them and report the timeout.
+        io_uring_cq_advance(&ring_, tail - head);
+        return -ETIME;
+    }
+
     std::error_code init(const ring_options& options);
     io_uring_sqe* get_sqe_slow(std::error_code& ec) noexcept;
     unsigned choose_flags(const ring_options& options, io_uring_params& params);
