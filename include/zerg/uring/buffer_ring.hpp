@@ -74,7 +74,8 @@ public:
 
     std::byte* buffer(std::uint16_t id) const noexcept { return memory_ + std::size_t{id} * buffer_size_; }
 
-    // Buffers the application holds: taken and not yet recycled.
+    // Buffers the application holds: their last slice taken (in plain mode,
+    // every slice is the last) and not yet recycled.
     unsigned held() const noexcept { return held_; }
     // Buffers recycled but not yet published.
     unsigned staged() const noexcept { return staged_; }
@@ -92,12 +93,12 @@ public:
             offset = offset_[id];
             last = !(cqe.flags & IORING_CQE_F_BUF_MORE);
             offset_[id] = offset + size;
-            // The first slice of a buffer moves it from the kernel to the
-            // application, whatever number of slices follow.
-            if (offset == 0) ++held_;
-        } else {
-            ++held_;
         }
+        // A buffer leaves the kernel with its last slice: until then the
+        // kernel keeps filling it (it sits at the head of the ring and may
+        // serve any receive on this group), so it must not be recycled and
+        // counts as in_kernel().
+        if (last) ++held_;
         return {buffer(id) + offset, size, id, last};
     }
 
@@ -191,6 +192,10 @@ inline std::error_code buffer_ring::init(ring& owner, const buffer_ring_options&
     auto fail = [this](int err, std::string text) {
         error_text_ = std::move(text);
         release();
+        // A ring that failed to register owns no buffers: every counter and
+        // accessor reports an empty ring instead of the sizes asked for.
+        entries_ = mask_ = buffer_size_ = 0;
+        incremental_ = false;
         return std::error_code(err, std::system_category());
     };
     if (options.entries == 0 || options.entries > 32768 || (options.entries & (options.entries - 1)))
@@ -208,11 +213,17 @@ inline std::error_code buffer_ring::init(ring& owner, const buffer_ring_options&
     // shares a page with unrelated data.
     ring_bytes_ = std::size_t{entries_} * sizeof(io_uring_buf);
     void* r = ::mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (r == MAP_FAILED) return fail(errno, "zerg::uring::buffer_ring: cannot map the ring entries");
+    if (r == MAP_FAILED) {
+        int err = errno;  // before the message string is built
+        return fail(err, "zerg::uring::buffer_ring: cannot map the ring entries");
+    }
     ring_ = static_cast<io_uring_buf_ring*>(r);
     memory_bytes_ = std::size_t{entries_} * buffer_size_;
     void* m = ::mmap(nullptr, memory_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return fail(errno, "zerg::uring::buffer_ring: cannot map the buffers");
+    if (m == MAP_FAILED) {
+        int err = errno;  // before the message string is built
+        return fail(err, "zerg::uring::buffer_ring: cannot map the buffers");
+    }
     memory_ = static_cast<std::byte*>(m);
     io_uring_buf_ring_init(ring_);
 
@@ -227,8 +238,11 @@ inline std::error_code buffer_ring::init(ring& owner, const buffer_ring_options&
             res = register_ring(abi::pbuf_ring_incremental);
             if (res == 0)
                 incremental_ = true;
-            else
+            else if (res == -EINVAL)  // a kernel before 6.12 does not know the flag
                 fallback_reason_ = "kernel refused IOU_PBUF_RING_INC (needs Linux 6.12): " + result_error(res).message();
+            // Any other error (EEXIST for a group already registered, ENOMEM)
+            // is not about the mode: the plain attempt below meets it again
+            // and reports it as the error it is.
         }
     }
     if (!incremental_) res = register_ring(0);

@@ -52,13 +52,23 @@ inline void prep_accept_multishot(io_uring_sqe* sqe, int listen_fd, int flags = 
     io_uring_prep_multishot_accept(sqe, listen_fd, nullptr, nullptr, flags);
 }
 // Accept into the registered file table: slot `file_index`, or any free one
-// with IORING_FILE_INDEX_ALLOC (5.19). The CQE's res is the slot.
-inline void prep_accept_direct(io_uring_sqe* sqe, int listen_fd, unsigned file_index, int flags = SOCK_CLOEXEC) noexcept {
-    io_uring_prep_accept_direct(sqe, listen_fd, nullptr, nullptr, flags, file_index);
+// with IORING_FILE_INDEX_ALLOC (5.19). The CQE's res is 0 for a named slot,
+// the chosen slot with IORING_FILE_INDEX_ALLOC. A direct descriptor is never
+// in the fd table, and the kernel refuses SOCK_CLOEXEC with one (-EINVAL), so
+// that flag is dropped; SOCK_NONBLOCK is kept.
+inline void prep_accept_direct(io_uring_sqe* sqe, int listen_fd, unsigned file_index, int flags = 0) noexcept {
+    io_uring_prep_accept(sqe, listen_fd, nullptr, nullptr, flags & ~SOCK_CLOEXEC);
+    // The kernel counts named slots from 1 (0 means "not direct") and takes
+    // IORING_FILE_INDEX_ALLOC as is. liburing 2.3's io_uring_prep_accept_direct
+    // adds 1 to ALLOC too, which wraps to 0 and silently makes a plain accept.
+    sqe->file_index = file_index == IORING_FILE_INDEX_ALLOC ? IORING_FILE_INDEX_ALLOC : file_index + 1;
 }
-// Multishot accept into slots the kernel allocates (5.19).
-inline void prep_accept_multishot_direct(io_uring_sqe* sqe, int listen_fd, int flags = SOCK_CLOEXEC) noexcept {
-    io_uring_prep_multishot_accept_direct(sqe, listen_fd, nullptr, nullptr, flags);
+// Multishot accept into slots the kernel allocates (5.19); each CQE's res is
+// a slot. Ends with -ENFILE when the table is full. SOCK_CLOEXEC is dropped
+// as for prep_accept_direct.
+inline void prep_accept_multishot_direct(io_uring_sqe* sqe, int listen_fd, int flags = 0) noexcept {
+    io_uring_prep_multishot_accept(sqe, listen_fd, nullptr, nullptr, flags & ~SOCK_CLOEXEC);
+    sqe->file_index = IORING_FILE_INDEX_ALLOC;
 }
 
 // ---- connect (clients, tests) ---------------------------------------------
@@ -164,12 +174,13 @@ inline void prep_close_direct(io_uring_sqe* sqe, unsigned file_index) noexcept {
 inline void prep_shutdown(io_uring_sqe* sqe, int fd, int how) noexcept { io_uring_prep_shutdown(sqe, fd, how); }
 
 // ---- cancel -----------------------------------------------------------------
-// Cancel the request tagged `target` (5.5); with IORING_ASYNC_CANCEL_ALL,
-// every request with that tag (5.19). res: 0, -ENOENT, or -EALREADY.
+// Cancel the request tagged `target` (5.5): res 0, -ENOENT, or -EALREADY.
+// With IORING_ASYNC_CANCEL_ALL, every request with that tag (5.19), and res is
+// how many were cancelled (0, not -ENOENT, when none).
 inline void prep_cancel(io_uring_sqe* sqe, user_data target, int flags = 0) noexcept {
     io_uring_prep_cancel64(sqe, target.raw(), flags);
 }
-// Cancel every request on `fd` (5.19); res is how many were found.
+// Cancel every request on `fd` (5.19); res is how many were found (0 when none).
 inline void prep_cancel_fd(io_uring_sqe* sqe, int fd, unsigned flags = 0) noexcept {
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL | flags);
 }
@@ -213,7 +224,8 @@ inline void prep_msg_ring(io_uring_sqe* sqe, int target_ring_fd, std::uint32_t r
 }
 // Installs this ring's registered file `source_index` into the target ring's
 // file table at `target_index` (or a free slot with IORING_FILE_INDEX_ALLOC),
-// and posts a CQE there tagged `ud` whose res is the slot (6.0).
+// and posts a CQE there tagged `ud` (6.0). Both that CQE and the sender's have
+// res 0 for a named slot, the chosen slot with IORING_FILE_INDEX_ALLOC.
 inline void prep_msg_ring_fd(io_uring_sqe* sqe, int target_ring_fd, unsigned source_index, unsigned target_index,
                              user_data ud) noexcept {
     io_uring_prep_rw(IORING_OP_MSG_RING, sqe, target_ring_fd, reinterpret_cast<void*>(std::uintptr_t{IORING_MSG_SEND_FD}), 0,
@@ -228,8 +240,12 @@ inline void prep_msg_ring_fd(io_uring_sqe* sqe, int target_ring_fd, unsigned sou
 inline void prep_socket(io_uring_sqe* sqe, int domain, int type, int protocol) noexcept {
     io_uring_prep_socket(sqe, domain, type, protocol, 0);
 }
-// socket(2) into a registered-file slot (5.19), or any free one with IORING_FILE_INDEX_ALLOC.
+// socket(2) into a registered-file slot (5.19), or any free one with
+// IORING_FILE_INDEX_ALLOC; res is 0 for a named slot, else the chosen slot.
+// SOCK_CLOEXEC in `type` is dropped: the kernel refuses it for a direct
+// descriptor, which is never in the fd table anyway.
 inline void prep_socket_direct(io_uring_sqe* sqe, int domain, int type, int protocol, unsigned file_index) noexcept {
+    type &= ~SOCK_CLOEXEC;
     if (file_index == IORING_FILE_INDEX_ALLOC)
         io_uring_prep_socket_direct_alloc(sqe, domain, type, protocol, 0);
     else

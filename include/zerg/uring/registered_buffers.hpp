@@ -1,7 +1,9 @@
 // zerg::uring::registered_buffers: memory pinned and mapped into the kernel
 // once, so read_fixed / write_fixed / send_zc_fixed skip the per-request
 // page pinning and lookup. Costs locked memory for as long as it is
-// registered (RLIMIT_MEMLOCK applies on kernels before 5.12).
+// registered: unless the process has CAP_IPC_LOCK, the pinned pages count
+// against RLIMIT_MEMLOCK on every kernel (5.12 stopped charging the rings
+// themselves, not registered buffers).
 // Thread-safety: owned by the thread that owns the ring.
 #pragma once
 
@@ -11,6 +13,7 @@
 #include <liburing.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <span>
@@ -21,17 +24,27 @@ namespace zerg::uring {
 class registered_buffers {
 public:
     // Maps `count` page-aligned buffers of `size` bytes each and registers
-    // them as indices 0..count-1.
+    // them as indices 0..count-1. Each buffer starts on a page boundary of its
+    // own (the stride is `size` rounded up to whole pages), so no two buffers
+    // share a page and O_DIRECT-style alignment holds for every one.
     registered_buffers(ring& owner, unsigned count, std::size_t size) : ring_(&owner), size_(size) {
-        bytes_ = std::size_t{count} * size;
+        if (count == 0 || size == 0)
+            throw_result(EINVAL, "zerg::uring::registered_buffers: count and size must both be positive");
+        const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        const std::size_t stride = (size + page - 1) / page * page;
+        bytes_ = std::size_t{count} * stride;
         void* m = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) throw_result(errno, "zerg::uring::registered_buffers: cannot map the buffers");
+        if (m == MAP_FAILED) {
+            int err = errno;  // before the message string is built
+            throw_result(err, "zerg::uring::registered_buffers: cannot map the buffers");
+        }
         memory_ = static_cast<std::byte*>(m);
         iov_.resize(count);
-        for (unsigned i = 0; i < count; ++i) iov_[i] = {memory_ + i * size, size};
+        for (unsigned i = 0; i < count; ++i) iov_[i] = {memory_ + std::size_t{i} * stride, size};
         if (int r = io_uring_register_buffers(ring_->native(), iov_.data(), count); r < 0) {
             ::munmap(memory_, bytes_);
-            throw_result(r, "zerg::uring::registered_buffers: registration failed (RLIMIT_MEMLOCK on kernels before 5.12?)");
+            throw_result(r, "zerg::uring::registered_buffers: registration failed (locked memory is limited by "
+                            "RLIMIT_MEMLOCK, see ulimit -l)");
         }
     }
     registered_buffers(const registered_buffers&) = delete;

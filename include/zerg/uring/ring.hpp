@@ -194,6 +194,11 @@ public:
         return submit_and_wait_with_timeout_sqe(wait_nr, ts);
     }
 
+    // Submits and, in the same io_uring_enter, lets the kernel post pending
+    // completions (DEFER_TASKRUN) without waiting for any. Returns the number
+    // submitted, or -errno.
+    int submit_and_get_events() noexcept { return io_uring_submit_and_get_events(&ring_); }
+
     // With DEFER_TASKRUN completions are only posted when this thread enters
     // the kernel; this does that without waiting. Returns 0 or -errno.
     int flush_completions() noexcept { return io_uring_get_events(&ring_); }

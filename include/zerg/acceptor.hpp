@@ -1,0 +1,200 @@
+// zerg::acceptor<Reactor>: the thread that accepts connections and hands
+// them to reactors.
+//
+// One multishot accept (5.19) serves every connection; it is armed again
+// whenever the kernel ends it (a CQE without IORING_CQE_F_MORE). Accepted
+// sockets inherit TCP_NODELAY from the listener, so the acceptor makes no
+// per-connection system call of its own. When every reactor's table is
+// full, accepting pauses (connections wait in the listen backlog) and
+// resumes as soon as there is room.
+#pragma once
+
+#include <zerg/config.hpp>
+#include <zerg/counters.hpp>
+#include <zerg/detail/eventfd_waker.hpp>
+#include <zerg/policy/handoff.hpp>
+#include <zerg/uring/operations.hpp>
+#include <zerg/uring/ring.hpp>
+#include <zerg/uring/user_data.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <cstdint>
+#include <vector>
+
+namespace zerg {
+
+struct acceptor_counters {
+    reactor_counters::counter accepted;
+    reactor_counters::counter rearms;       // multishot accept armed again after the kernel ended it
+    reactor_counters::counter errors;       // EMFILE, ENFILE, ENOMEM... (accepting backs off)
+    reactor_counters::counter pauses;       // every reactor was full
+    reactor_counters::counter rejected;     // no reactor would take the connection
+    reactor_counters::counter handoff_retries;  // a MSG_RING failed and the fd went through the queue
+};
+
+template <class Reactor>
+class acceptor {
+public:
+    acceptor(int listener, const server_config& config, std::vector<Reactor*> reactors)
+        : listener_(listener), config_(config), reactors_(std::move(reactors)) {}
+
+    // Acceptor thread: makes its ring and arms the accept. Throws on failure.
+    void setup() {
+        uring::ring_options options;
+        options.entries = 256;
+        ring_.emplace(options);
+        capacity_ = static_cast<std::uint64_t>(config_.max_connections) * reactors_.size();
+        arm_accept();
+        stop_waker_.arm(*ring_, tag(op_stop).raw());
+        ring_->submit();
+    }
+
+    // Acceptor thread.
+    void run() {
+        auto on_cqe = [this](const io_uring_cqe& cqe) { dispatch(cqe); };
+        while (!stop_.load(std::memory_order_acquire)) {
+            ring_->for_each_completion(on_cqe);
+            if (paused_ && open_total() < capacity_) {
+                paused_ = false;
+                if (!accept_armed_) arm_accept();
+            }
+            // While paused, look again every 10 ms for room.
+            if (paused_)
+                ring_->submit_and_wait_for(1, std::chrono::milliseconds(10));
+            else
+                ring_->submit_and_wait(1);
+        }
+    }
+
+    // Any thread.
+    void request_stop() noexcept {
+        stop_.store(true, std::memory_order_release);
+        stop_waker_.signal();
+    }
+
+    const acceptor_counters& counters() const noexcept { return counters_; }
+
+private:
+    enum op : std::uint8_t { op_accept = 1, op_retry, op_stop, op_cancel };
+    static uring::user_data tag(op kind) noexcept { return {kind, 0, 0}; }
+
+    // Connections handed over and not yet closed or rejected by a reactor.
+    // Built from monotonic counters, so it never lags behind a hand-over.
+    std::uint64_t open_total() const noexcept {
+        std::uint64_t done = 0;
+        for (auto* r : reactors_) done += r->counters().closed.get() + r->counters().rejected.get();
+        return handed_ > done ? handed_ - done : 0;
+    }
+
+    void arm_accept() {
+        auto* s = ring_->get_sqe();
+        uring::prep_accept_multishot(s, listener_, SOCK_CLOEXEC);
+        uring::set_user_data(s, tag(op_accept));
+        accept_armed_ = true;
+    }
+
+    void dispatch(const io_uring_cqe& cqe) {
+        uring::user_data ud(cqe.user_data);
+        switch (ud.kind()) {
+            case op_accept:
+                on_accept(cqe);
+                break;
+            case op_retry:
+                if (!paused_ && !accept_armed_) arm_accept();
+                break;
+            case msg_ring_handoff::failed_kind: {
+                // A MSG_RING could not be posted (the target's CQ was full,
+                // say): send the same fd through the reactor's queue instead.
+                counters_.handoff_retries.add();
+                --handed_;
+                hand_over(static_cast<int>(ud.slot()), nullptr);
+                break;
+            }
+            default:
+                break;
+        }
+    }
+
+    void on_accept(const io_uring_cqe& cqe) {
+        if (cqe.res >= 0) {
+            counters_.accepted.add();
+            hand_over(cqe.res, &*ring_);
+            if (!paused_ && open_total() >= capacity_) pause();
+        }
+        if (uring::cqe_has_more(cqe)) return;
+        accept_armed_ = false;
+        if (stop_.load(std::memory_order_relaxed) || paused_) return;
+        if (cqe.res < 0 && cqe.res != -ECANCELED) {
+            // EMFILE and friends: back off instead of spinning on the error.
+            counters_.errors.add();
+            auto* s = ring_->get_sqe();
+            uring::prep_timeout(s, &backoff_);
+            uring::set_user_data(s, tag(op_retry));
+            return;
+        }
+        counters_.rearms.add();
+        arm_accept();
+    }
+
+    void pause() {
+        paused_ = true;
+        counters_.pauses.add();
+        if (accept_armed_) {
+            auto* s = ring_->get_sqe();
+            uring::prep_cancel(s, tag(op_accept));
+            uring::set_user_data(s, tag(op_cancel));
+        }
+    }
+
+    // `producer` is this thread's ring, through which msg_ring_handoff
+    // posts; nullptr forces the queue path.
+    void hand_over(int fd, uring::ring* producer) {
+        std::size_t n = reactors_.size();
+        std::size_t first = pick();
+        for (std::size_t i = 0; i < n; ++i) {
+            std::size_t r = (first + i) % n;
+            if (reactors_[r]->hand_over(fd, producer)) {
+                ++handed_;
+                return;
+            }
+        }
+        ::close(fd);  // every inbox is full
+        counters_.rejected.add();
+    }
+
+    std::size_t pick() noexcept {
+        if (config_.placement == distribution::least_loaded) {
+            std::size_t best = 0;
+            std::uint64_t best_load = ~0ull;
+            for (std::size_t i = 0; i < reactors_.size(); ++i) {
+                std::uint64_t load = reactors_[i]->counters().busy_slots.get();
+                if (load < best_load) {
+                    best = i;
+                    best_load = load;
+                }
+            }
+            return best;
+        }
+        return next_++ % reactors_.size();
+    }
+
+    int listener_;
+    server_config config_;
+    std::vector<Reactor*> reactors_;
+    std::optional<uring::ring> ring_;
+    detail::eventfd_waker stop_waker_;
+    acceptor_counters counters_;
+    std::atomic<bool> stop_{false};
+    std::uint64_t capacity_ = 0;
+    std::size_t next_ = 0;
+    std::uint64_t handed_ = 0;
+    bool accept_armed_ = false;
+    bool paused_ = false;
+    __kernel_timespec backoff_{0, 10'000'000};
+};
+
+}  // namespace zerg

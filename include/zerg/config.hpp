@@ -1,0 +1,39 @@
+// Run-time settings of a server: what users tune without recompiling.
+// Defaults keep a reactor to a few MiB: 1024 × 4 KiB receive buffers (or the
+// Buffer policy's own Size × Count when buffer_size / buffer_count are 0)
+// plus a connection table of max_connections entries.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace zerg {
+
+enum class distribution {
+    round_robin,   // the acceptor hands connections to reactors in turn
+    least_loaded,  // to the reactor with the fewest open connections
+};
+
+struct server_config {
+    std::string address = "127.0.0.1";  // IPv4 or IPv6 literal; "::" for all
+    std::uint16_t port = 0;              // 0: the kernel picks; server::port() tells
+    bool dual_stack = false;             // one IPv6 socket that also takes IPv4
+    unsigned reactors = 1;
+    unsigned ring_entries = 1024;        // SQ entries per reactor ring
+    unsigned cq_entries = 0;             // 0: twice ring_entries
+    unsigned buffer_size = 0;            // 0: the Buffer policy's Size
+    unsigned buffer_count = 0;           // 0: the Buffer policy's Count (power of two)
+    unsigned completion_batch = 4096;    // CQEs reaped per loop iteration at most
+    int backlog = 4096;
+    unsigned max_connections = 4096;     // per reactor; accepting pauses at the total
+    std::size_t max_write_queue = 1 << 20;  // bytes queued per connection before reading pauses
+    bool reuse_port = false;             // one SO_REUSEPORT listener per reactor, no acceptor
+    distribution placement = distribution::round_robin;
+    bool pin_reactors = false;           // pin reactor i to CPU (first_cpu + i) % cpus
+    unsigned first_cpu = 0;
+    std::chrono::milliseconds stop_deadline{5000};  // graceful close limit in stop()
+};
+
+}  // namespace zerg

@@ -1,0 +1,132 @@
+// Buffer policies: where a reactor's receives land.
+//
+//   provided_buffers<Size, Count>     one provided buffer per receive (5.19)
+//   incremental_buffers<Size, Count>  receives packed one after another into
+//                                     the same buffer (IOU_PBUF_RING_INC, 6.12);
+//                                     falls back to one buffer per receive,
+//                                     and says so, when the kernel refuses
+//
+// Size and Count are defaults; server_config::buffer_size / buffer_count
+// override them at run time when nonzero. Memory: Size × Count per reactor.
+//
+// A buffer policy is a class the reactor owns; the members it calls are
+// listed in the buffer_policy concept below.
+#pragma once
+
+#include <zerg/uring/buffer_ring.hpp>
+#include <zerg/uring/ring.hpp>
+
+#include <concepts>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace zerg {
+
+// The bytes of one receive completion, and the buffer they sit in.
+struct received_bytes {
+    const std::byte* data;
+    std::uint32_t size;
+    std::uint16_t buffer_id;
+};
+
+namespace detail {
+
+// Shared by both policies: a buffer_ring plus, in incremental mode, a count
+// of slices the application still holds per buffer, because a buffer can go
+// back to the kernel only when the kernel is done with it (no BUF_MORE) and
+// every slice of it has been released.
+template <bool Incremental>
+class buffer_pool {
+public:
+    void setup(uring::ring& ring, unsigned size, unsigned count, std::uint16_t group) {
+        uring::buffer_ring_options options;
+        options.group_id = group;
+        options.entries = count;
+        options.buffer_size = size;
+        options.incremental = Incremental;
+        ring_ = std::make_unique<uring::buffer_ring>(ring, options);
+        if constexpr (Incremental) {
+            slices_.assign(count, 0);
+            kernel_done_.assign(count, 0);
+        }
+    }
+
+    std::uint16_t group() const noexcept { return ring_->group(); }
+    bool incremental() const noexcept { return ring_->incremental(); }
+    std::string fallback() const { return ring_->fell_back() ? ring_->fallback_reason() : std::string(); }
+    // Buffers out of the kernel's hands: held by handlers or awaiting publish.
+    unsigned in_use() const noexcept { return ring_->held() + ring_->staged(); }
+    unsigned count() const noexcept { return ring_->entries(); }
+    unsigned buffer_size() const noexcept { return ring_->buffer_size(); }
+
+    // Precondition: the CQE carries a buffer (IORING_CQE_F_BUFFER).
+    received_bytes take(const io_uring_cqe& cqe) noexcept {
+        auto s = ring_->take(cqe);
+        if constexpr (Incremental) {
+            if (ring_->incremental()) {
+                ++slices_[s.id];
+                kernel_done_[s.id] = s.last_use;
+            }
+        }
+        return {s.data, s.size, s.id};
+    }
+
+    // The application is done with the bytes of one take().
+    void release(std::uint16_t id) noexcept {
+        if constexpr (Incremental) {
+            if (ring_->incremental()) {
+                if (--slices_[id] != 0 || !kernel_done_[id]) return;
+                kernel_done_[id] = 0;
+            }
+        }
+        ring_->recycle(id);
+    }
+
+    // One publish per reactor loop iteration, however many were released.
+    void publish() noexcept { ring_->publish(); }
+
+private:
+    std::unique_ptr<uring::buffer_ring> ring_;
+    std::vector<std::uint32_t> slices_;
+    std::vector<std::uint8_t> kernel_done_;
+};
+
+}  // namespace detail
+
+template <unsigned Size = 4096, unsigned Count = 1024>
+struct provided_buffers : detail::buffer_pool<false> {
+    static_assert(Count && (Count & (Count - 1)) == 0 && Count <= 32768, "Count must be a power of two up to 32768");
+    static_assert(Size > 0, "Size must be positive");
+    static constexpr unsigned default_size = Size;
+    static constexpr unsigned default_count = Count;
+    static constexpr const char* name = "provided";
+};
+
+template <unsigned Size = 16384, unsigned Count = 256>
+struct incremental_buffers : detail::buffer_pool<true> {
+    static_assert(Count && (Count & (Count - 1)) == 0 && Count <= 32768, "Count must be a power of two up to 32768");
+    static_assert(Size > 0, "Size must be positive");
+    static constexpr unsigned default_size = Size;
+    static constexpr unsigned default_count = Count;
+    static constexpr const char* name = "incremental";
+};
+
+// What basic_reactor calls on its Buffer policy.
+template <class B>
+concept buffer_policy = std::default_initializable<B> && requires(B b, const B cb, uring::ring& r, const io_uring_cqe& cqe,
+                                                                 std::uint16_t id) {
+    { B::default_size } -> std::convertible_to<unsigned>;
+    { B::default_count } -> std::convertible_to<unsigned>;
+    { B::name } -> std::convertible_to<const char*>;
+    b.setup(r, 4096u, 64u, id);          // make the ring's buffer group
+    { b.take(cqe) } -> std::same_as<received_bytes>;
+    b.release(id);                       // handler done with those bytes
+    b.publish();                         // end of loop iteration
+    { cb.group() } -> std::convertible_to<std::uint16_t>;
+    { cb.in_use() } -> std::convertible_to<unsigned>;
+    { cb.fallback() } -> std::convertible_to<std::string>;
+};
+
+}  // namespace zerg

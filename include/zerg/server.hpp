@@ -1,0 +1,185 @@
+// zerg::server<Reactor>: one acceptor thread and N reactor threads.
+//
+//   zerg::server<my_reactor> s(config);
+//   s.start();          // returns once connections are accepted
+//   ...
+//   s.stop();           // stop accepting, close gracefully, join
+//
+// start() and stop() are for one controlling thread; counters() may be read
+// from any thread at any time.
+#pragma once
+
+#include <zerg/acceptor.hpp>
+#include <zerg/address.hpp>
+#include <zerg/config.hpp>
+#include <zerg/counters.hpp>
+
+#include <unistd.h>
+
+#include <exception>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace zerg {
+
+template <class Reactor>
+class server {
+public:
+    using reactor_type = Reactor;
+    using handler_type = typename Reactor::handler_type;
+
+    explicit server(server_config config, handler_type prototype = handler_type{})
+        : config_(std::move(config)), prototype_(std::move(prototype)) {}
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+    ~server() { stop(); }
+
+    // Binds, starts the reactors and the acceptor, and returns when
+    // connections are being accepted. Throws std::system_error (with the
+    // cause: address in use, io_uring unavailable...) and leaves nothing
+    // running when any part fails.
+    void start() {
+        if (running_) return;
+        if (config_.reactors == 0) config_.reactors = 1;
+        endpoint where = endpoint::parse(config_.address, config_.port, config_.dual_stack);
+        if (!config_.reuse_port) {
+            listener_ = open_listener(where, config_.dual_stack, config_.backlog, false, &bound_);
+        } else if (config_.port == 0) {
+            // Every reactor must bind the same port: pick one first.
+            int probe = open_listener(where, config_.dual_stack, config_.backlog, true, &bound_);
+            config_.port = bound_.port();
+            reuse_port_probe_ = probe;
+        } else {
+            bound_ = where;
+        }
+        try {
+            for (unsigned i = 0; i < config_.reactors; ++i)
+                reactors_.push_back(std::make_unique<Reactor>(i, config_, prototype_));
+            for (auto& r : reactors_) start_thread([r = r.get()] { r->setup(); }, [r = r.get()] { r->run(); });
+            if (!config_.reuse_port) {
+                std::vector<Reactor*> targets;
+                for (auto& r : reactors_) targets.push_back(r.get());
+                acceptor_ = std::make_unique<acceptor<Reactor>>(listener_, config_, std::move(targets));
+                start_thread([a = acceptor_.get()] { a->setup(); }, [a = acceptor_.get()] { a->run(); });
+            }
+        } catch (...) {
+            running_ = true;
+            stop();
+            throw;
+        }
+        if (reuse_port_probe_ >= 0) {
+            ::close(reuse_port_probe_);
+            reuse_port_probe_ = -1;
+        }
+        running_ = true;
+    }
+
+    // Stops accepting, lets every reactor close its connections gracefully
+    // (queued output is sent) within config.stop_deadline, then aborts the
+    // rest and joins every thread. Safe to call twice.
+    void stop() {
+        if (!running_) return;
+        running_ = false;
+        if (acceptor_) acceptor_->request_stop();
+        if (listener_ >= 0) {
+            ::close(listener_);
+            listener_ = -1;
+        }
+        if (!threads_.empty() && acceptor_) {
+            threads_.back().join();
+            threads_.pop_back();
+        }
+        for (auto& r : reactors_) r->request_stop();
+        for (auto& t : threads_) t.join();
+        threads_.clear();
+        if (reuse_port_probe_ >= 0) {
+            ::close(reuse_port_probe_);
+            reuse_port_probe_ = -1;
+        }
+        if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
+    }
+
+    std::uint16_t port() const noexcept { return bound_.port(); }
+    const endpoint& local_endpoint() const noexcept { return bound_; }
+    std::size_t reactor_count() const noexcept { return reactors_.size(); }
+    const Reactor& reactor(std::size_t i) const noexcept { return *reactors_[i]; }
+    const reactor_counters& counters(std::size_t i) const noexcept { return reactors_[i]->counters(); }
+    const acceptor_counters* acceptor_stats() const noexcept { return acceptor_ ? &acceptor_->counters() : nullptr; }
+
+    // The sum over reactors.
+    counters_snapshot totals() const noexcept {
+        counters_snapshot t{};
+        for (auto& r : reactors_) {
+            auto s = snapshot(r->counters());
+            t.open_connections += s.open_connections;
+            t.accepted += s.accepted;
+            t.closed += s.closed;
+            t.rejected += s.rejected;
+            t.bytes_in += s.bytes_in;
+            t.bytes_out += s.bytes_out;
+            t.buffers_in_use += s.buffers_in_use;
+            t.handoffs += s.handoffs;
+            t.wakeups += s.wakeups;
+            t.enobufs += s.enobufs;
+            t.recv_rearms += s.recv_rearms;
+            t.read_pauses += s.read_pauses;
+            t.stale_completions += s.stale_completions;
+            t.loop_iterations += s.loop_iterations;
+            t.busy_slots += s.busy_slots;
+        }
+        return t;
+    }
+
+    // What fell back on this kernel, as reported by the first reactor.
+    const std::vector<std::string>& fallbacks() const noexcept {
+        static const std::vector<std::string> none;
+        return reactors_.empty() ? none : reactors_.front()->fallbacks();
+    }
+
+private:
+    // Runs `setup` then `loop` on a new thread; returns once setup is done
+    // and rethrows here what setup threw. An exception from the loop is kept
+    // and rethrown by stop().
+    template <class Setup, class Loop>
+    void start_thread(Setup setup, Loop loop) {
+        std::promise<void> ready;
+        auto done = ready.get_future();
+        threads_.emplace_back([this, setup, loop, &ready] {
+            try {
+                setup();
+            } catch (...) {
+                ready.set_exception(std::current_exception());
+                return;
+            }
+            ready.set_value();
+            try {
+                loop();
+            } catch (...) {
+                failure_ = std::current_exception();
+            }
+        });
+        try {
+            done.get();
+        } catch (...) {
+            threads_.back().join();
+            threads_.pop_back();
+            throw;
+        }
+    }
+
+    server_config config_;
+    handler_type prototype_;
+    std::vector<std::unique_ptr<Reactor>> reactors_;
+    std::unique_ptr<acceptor<Reactor>> acceptor_;
+    std::vector<std::thread> threads_;
+    std::exception_ptr failure_;
+    endpoint bound_;
+    int listener_ = -1;
+    int reuse_port_probe_ = -1;
+    bool running_ = false;
+};
+
+}  // namespace zerg

@@ -1,0 +1,16 @@
+// Everything a server needs, for users who want one include.
+#pragma once
+
+#include <zerg/acceptor.hpp>
+#include <zerg/address.hpp>
+#include <zerg/config.hpp>
+#include <zerg/connection.hpp>
+#include <zerg/counters.hpp>
+#include <zerg/handler.hpp>
+#include <zerg/policy/buffer.hpp>
+#include <zerg/policy/handoff.hpp>
+#include <zerg/policy/submission.hpp>
+#include <zerg/reactor.hpp>
+#include <zerg/server.hpp>
+#include <zerg/signals.hpp>
+#include <zerg/uring.hpp>
