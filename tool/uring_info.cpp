@@ -42,7 +42,7 @@ int main() {
     };
     for (auto [bit, name] : features) std::printf("  %-50s %s\n", name, yes(k.has(bit)));
 
-    std::printf("\nopcodes supported (%u known to the kernel):\n ", k.last_opcode);
+    std::printf("\nopcodes supported (%zu, highest %u):\n ", k.opcodes.count(), k.last_opcode);
     int col = 0;
     for (unsigned op = 0; op < 256; ++op) {
         if (!k.supports(static_cast<std::uint8_t>(op))) continue;
@@ -74,7 +74,7 @@ int main() {
     path("reactor hand-off", k.supports(IORING_OP_MSG_RING), "MSG_RING available", "eventfd wake-up only (fallback)");
     path("listen socket setup", k.supports(uring::opcode::bind) && k.supports(uring::opcode::listen),
          "BIND/LISTEN available in the ring", "bind(2)/listen(2) system calls");
-    path("socket options", k.supports(IORING_OP_URING_CMD), "URING_CMD setsockopt available", "setsockopt(2)");
+    path("socket options", k.socket_commands, "URING_CMD setsockopt/getsockopt available", "setsockopt(2)");
     if (!r.fallbacks().empty()) {
         std::printf("\nfallbacks in effect:\n");
         for (auto const& fb : r.fallbacks())

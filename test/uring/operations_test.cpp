@@ -1677,8 +1677,7 @@ BOOST_FIXTURE_TEST_CASE(bind_and_listen_through_the_ring, ring_fixture) {
 }
 
 BOOST_FIXTURE_TEST_CASE(setsockopt_and_getsockopt_through_the_ring, ring_fixture) {
-    if (skip_unless(kernel().supports(zu::opcode::read_multishot),
-                    "socket commands of IORING_OP_URING_CMD (Linux 6.7, probed by its READ_MULTISHOT)"))
+    if (skip_unless(kernel().socket_commands, "socket commands of IORING_OP_URING_CMD (Linux 6.7)"))
         return;
     auto [client, server] = zerg::test::tcp_pair();
 

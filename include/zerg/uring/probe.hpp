@@ -11,10 +11,13 @@
 #include <zerg/uring/compat.hpp>
 #include <zerg/uring/error.hpp>
 #include <zerg/uring/hidden_features.hpp>
+#include <zerg/uring/operations.hpp>
 #include <zerg/uring/ring.hpp>
 
 #include <liburing.h>
+#include <sys/socket.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <bitset>
 #include <cstdint>
@@ -30,10 +33,13 @@ struct kernel_support {
     unsigned features = 0;    // IORING_FEAT_* bits
     unsigned setup_flags = 0; // IORING_SETUP_* bits accepted one by one
     std::bitset<256> opcodes; // supported IORING_OP_* values
-    unsigned last_opcode = 0; // the highest opcode the kernel knows, plus one
+    unsigned last_opcode = 0; // the highest opcode the kernel knows
     bool buf_ring = false;
     bool buf_ring_incremental = false;
     bool registered_ring_fd = false;
+    // Socket commands through IORING_OP_URING_CMD (setsockopt/getsockopt,
+    // 6.7): tried for real, since the opcode itself dates from 5.19.
+    bool socket_commands = false;
 
     bool supports(std::uint8_t op) const noexcept { return opcodes.test(op); }
     bool accepts(unsigned setup_flag) const noexcept { return (setup_flags & setup_flag) == setup_flag; }
@@ -125,6 +131,23 @@ inline kernel_support probe_kernel() {
     if (is_hidden(feature::ring_socket_ops)) {
         out.opcodes.reset(opcode::bind);
         out.opcodes.reset(opcode::listen);
+    }
+
+    if (out.supports(IORING_OP_URING_CMD) && !is_hidden(feature::ring_socket_ops)) {
+        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int type = 0;
+        if (fd >= 0) {
+            std::error_code sqe_error;
+            if (io_uring_sqe* sqe = r.get_sqe(sqe_error)) {
+                prep_getsockopt(sqe, fd, SOL_SOCKET, SO_TYPE, &type, sizeof type);
+                io_uring_cqe* cqe = nullptr;
+                if (io_uring_submit_and_wait(r.native(), 1) >= 0 && io_uring_peek_cqe(r.native(), &cqe) == 0) {
+                    out.socket_commands = cqe->res >= 0 && type == SOCK_STREAM;
+                    io_uring_cqe_seen(r.native(), cqe);
+                }
+            }
+            ::close(fd);
+        }
     }
 
     buffer_ring_options small;

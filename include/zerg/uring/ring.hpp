@@ -1,8 +1,11 @@
 // zerg::uring::ring: one io_uring instance, owned.
 //
-// Thread-safety: a ring is used by one thread at a time. With SINGLE_ISSUER
-// (the default) the kernel enforces that the thread that first submits is
-// the only one that ever submits or waits.
+// Thread-safety: a ring belongs to the thread that makes it. With
+// SINGLE_ISSUER (the default) the kernel refuses submissions from any other
+// thread (-EEXIST); a registered ring fd likewise works only on the thread
+// that registered it. Make each ring on the thread that will use it. Objects
+// that attach to a ring (buffer_ring, registered_files, registered_buffers)
+// keep a pointer to it: do not move a ring while they exist.
 #pragma once
 
 #include <zerg/uring/compat.hpp>
@@ -108,7 +111,7 @@ public:
         if (auto ec = init(options); ec) throw std::system_error(ec, setup_error_);
     }
 
-    // Non-throwing construction: `ec` and `why` tell what went wrong.
+    // Non-throwing construction: `ec` and setup_error() tell what went wrong.
     ring(const ring_options& options, std::error_code& ec) { ec = init(options); }
 
     ring(ring&& other) noexcept : ring_(other.ring_), fallbacks_(std::move(other.fallbacks_)),
@@ -151,9 +154,11 @@ public:
 
     // ---- submission ---------------------------------------------------------
 
-    // The next free SQE, zero-filled by the prep functions. When the SQ is
-    // full this submits what is queued and retries; it returns nullptr only
-    // when that submission fails, with the kernel's error in `ec`.
+    // The next free SQE. A prep_* function fills it; tag it afterwards with
+    // set_user_data() (liburing's helpers leave user_data as the slot's last
+    // user left it). When the SQ is full this submits what is queued and
+    // retries, so an IOSQE_IO_LINK chain must fit in sq_space_left(); it
+    // returns nullptr only when that submission fails, with the error in `ec`.
     io_uring_sqe* get_sqe(std::error_code& ec) noexcept {
         if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) [[likely]]
             return sqe;
@@ -181,7 +186,8 @@ public:
     // Submits and waits for `wait_nr` completions or until `timeout` passes.
     // With IORING_FEAT_EXT_ARG (5.11) the timeout rides in io_uring_enter;
     // without it a timeout SQE bounds the wait (its CQE is never shown to
-    // the user). Returns 0 when completions are ready, -ETIME on timeout, or
+    // the user), and the wait ends at the first completion even when wait_nr
+    // is larger. Returns 0 when completions are ready, -ETIME on timeout, or
     // -errno.
     int submit_and_wait_for(unsigned wait_nr, std::chrono::nanoseconds timeout) noexcept {
         auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout);
@@ -223,15 +229,27 @@ public:
         unsigned head = *ring_.cq.khead;
         unsigned tail = std::atomic_ref<unsigned>(*ring_.cq.ktail).load(std::memory_order_acquire);
         unsigned count = std::min(tail - head, max);
-        for (unsigned i = 0; i < count; ++i) {
-            const io_uring_cqe& cqe = ring_.cq.cqes[(head + i) & ring_.cq.ring_mask];
+        unsigned delivered = 0;
+        unsigned seen = 0;
+        // If the handler throws, the CQEs it already saw (the throwing one
+        // included) are released all the same, so none is delivered twice.
+        struct release_seen {
+            io_uring* ring;
+            unsigned& seen;
+            ~release_seen() {
+                if (seen) io_uring_cq_advance(ring, seen);
+            }
+        } release{&ring_, seen};
+        while (seen < count) {
+            const io_uring_cqe& cqe = ring_.cq.cqes[(head + seen) & ring_.cq.ring_mask];
+            ++seen;
             // The timeout of submit_and_wait_for without EXT_ARG.
             if (cqe.user_data == internal_timeout_tag) [[unlikely]]
                 continue;
+            ++delivered;
             handler(cqe);
         }
-        if (count) io_uring_cq_advance(&ring_, count);
-        return count;
+        return delivered;
     }
 
     // The CQ was full and the kernel is holding completions back (with
@@ -243,7 +261,9 @@ public:
     }
 
     // ---- eventfd ------------------------------------------------------------
-    // The kernel signals `fd` whenever a completion is posted. 0 or -errno.
+    // The kernel signals `fd` when a completion is on its way (with
+    // DEFER_TASKRUN: when there is work for the next wait to run, before the
+    // CQE is visible). 0 or -errno.
     int register_eventfd(int fd) noexcept { return io_uring_register_eventfd(&ring_, fd); }
     int unregister_eventfd() noexcept { return io_uring_unregister_eventfd(&ring_); }
 
@@ -342,7 +362,8 @@ inline unsigned ring::choose_flags(const ring_options& options, io_uring_params&
         note(feature::defer_taskrun, 0, sqpoll ? "not combinable with SQPOLL" : "needs SINGLE_ISSUER");
     if (defer)
         flags |= IORING_SETUP_DEFER_TASKRUN;
-    else if (wanted(options.coop_taskrun, feature::coop_taskrun))
+    else if (!sqpoll && wanted(options.coop_taskrun, feature::coop_taskrun))
+        // With SQPOLL the kernel thread runs the task work itself.
         flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     if (wanted(options.submit_all, feature::submit_all)) flags |= IORING_SETUP_SUBMIT_ALL;
     if (wanted(options.no_sqarray, feature::no_sqarray)) {
