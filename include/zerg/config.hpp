@@ -34,6 +34,11 @@ struct server_config {
     bool pin_reactors = false;           // pin reactor i to CPU (first_cpu + i) % cpus
     unsigned first_cpu = 0;
     std::chrono::milliseconds stop_deadline{5000};  // graceful close limit in stop()
+    // Deadlines per connection, 0 = none. Kept in user space (one sorted
+    // intrusive list each), never as a kernel timeout per operation.
+    std::chrono::milliseconds idle_timeout{0};   // no byte in or out for this long
+    std::chrono::milliseconds read_timeout{0};   // a partial message waits this long for the rest
+    std::chrono::milliseconds write_timeout{0};  // queued output makes no progress for this long
 };
 
 }  // namespace zerg

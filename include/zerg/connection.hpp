@@ -5,7 +5,11 @@
 // on_close. Every member is for the reactor's own thread only.
 #pragma once
 
+#include <zerg/buffer_sequence.hpp>
+#include <zerg/buffer_writer.hpp>
 #include <zerg/detail/write_queue.hpp>
+#include <zerg/ring_item.hpp>
+#include <zerg/task.hpp>
 #include <zerg/uring/user_data.hpp>
 
 #include <boost/intrusive/list.hpp>
@@ -13,6 +17,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <chrono>
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -42,15 +48,36 @@ using close_reason = std::error_code;
 namespace detail {
 struct table_tag;
 struct work_tag;
+struct idle_tag;
+struct read_tag;
+struct write_tag;
 using safe = boost::intrusive::link_mode<boost::intrusive::safe_link>;
 // A connection sits in the reactor's table (free or live list) and, while it
 // has something to do this iteration, in its work list: two hooks, no allocation.
 using table_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<table_tag>, safe>;
 using work_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<work_tag>, safe>;
+// Timeouts: a connection sits in each list whose deadline applies to it. All
+// connections share one timeout per list, so appending at "now" keeps every
+// list sorted by deadline, and expiry only ever looks at the front.
+using idle_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<idle_tag>, safe>;
+using read_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<read_tag>, safe>;
+using write_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<write_tag>, safe>;
 }  // namespace detail
 
+template <class Connection>
+struct read_result {
+    // Every byte received and not yet consumed.
+    buffer_sequence& buffer;
+    // The connection is closing: no more bytes will come.
+    bool closed;
+};
+
 template <class Handler>
-class connection : public detail::table_hook, public detail::work_hook {
+class connection : public detail::table_hook,
+                   public detail::work_hook,
+                   public detail::idle_hook,
+                   public detail::read_hook,
+                   public detail::write_hook {
 public:
     using handler_type = Handler;
     // The handler's per-connection state, or an empty struct when it has none.
@@ -87,6 +114,55 @@ public:
 
     std::size_t queued_bytes() const noexcept { return out_.size(); }
 
+    // A writer over this connection's outbound queue (see buffer_writer.hpp).
+    buffer_writer<connection> writer() noexcept { return buffer_writer<connection>(*this); }
+
+    // The bytes received and not yet consumed (sequence and coroutine handlers).
+    buffer_sequence& input() noexcept { return input_; }
+
+    // Gives a ring_item's buffer back to the kernel (ring-item handlers).
+    void release(const ring_item& item) noexcept { input_release_(input_context_, item.buffer_id); }
+
+    // ---- coroutine API ------------------------------------------------------
+    // co_await c.read(): the unconsumed bytes, once there is something not
+    // yet examined (PipeReader semantics: after advance(n, everything) the
+    // next read waits for new bytes instead of returning the same ones).
+    struct read_awaiter {
+        connection* c;
+        bool await_ready() const noexcept { return c->input_.size() > c->examined_ || !c->is_open(); }
+        void await_suspend(std::coroutine_handle<> h) noexcept { c->reader_ = h; }
+        read_result<connection> await_resume() const noexcept { return {c->input_, !c->is_open()}; }
+    };
+    read_awaiter read() noexcept { return {this}; }
+
+    // Consumes `consumed` bytes and marks the first `examined` bytes (counted
+    // from the same start, examined >= consumed) as seen.
+    void advance(std::size_t consumed, std::size_t examined) noexcept {
+        input_.consume(consumed);
+        examined_ = examined > consumed ? examined - consumed : 0;
+    }
+    void advance(std::size_t consumed) noexcept { advance(consumed, consumed); }
+
+    // Queued bytes go out with the reactor's next batch. co_await it to
+    // wait until the peer's socket has taken all of them: true when sent,
+    // false when the connection closed first.
+    struct flush_awaiter {
+        connection* c;
+        bool await_ready() const noexcept { return c->out_.empty() || c->tearing_down_; }
+        void await_suspend(std::coroutine_handle<> h) noexcept { c->flusher_ = h; }
+        bool await_resume() const noexcept { return c->out_.empty() && !c->tearing_down_; }
+    };
+    flush_awaiter flush() noexcept {
+        if (!out_.empty()) mark_for_work();
+        return {this};
+    }
+    // write() then flush().
+    flush_awaiter write_all(std::span<const std::byte> bytes) {
+        write(bytes);
+        return flush();
+    }
+    flush_awaiter write_all(std::string_view text) { return write_all(std::as_bytes(std::span(text.data(), text.size()))); }
+
     // Sends what is queued, then closes. Nothing more is read.
     void close() noexcept {
         if (!open_ || closing_) return;
@@ -112,6 +188,10 @@ private:
         if (!in_work_list()) work_->push_back(*this);
     }
 
+    using idle_list = boost::intrusive::list<connection, boost::intrusive::base_hook<detail::idle_hook>>;
+    using read_list = boost::intrusive::list<connection, boost::intrusive::base_hook<detail::read_hook>>;
+    using write_list = boost::intrusive::list<connection, boost::intrusive::base_hook<detail::write_hook>>;
+
     work_list* work_ = nullptr;
     detail::chunk_pool* pool_ = nullptr;
 
@@ -133,6 +213,14 @@ private:
     detail::write_queue out_;
     msghdr msg_{};
     iovec iov_[8]{};
+    buffer_sequence input_;
+    buffer_sequence::release_fn input_release_ = nullptr;
+    void* input_context_ = nullptr;
+    std::size_t examined_ = 0;
+    std::coroutine_handle<> reader_;
+    std::coroutine_handle<> flusher_;
+    task task_;
+    std::chrono::steady_clock::time_point idle_since_{}, read_since_{}, write_since_{};
     state_type state_{};
 };
 

@@ -1,15 +1,24 @@
-// The Handler concept: what a user's handler type must provide.
+// The Handler concept: what a user's handler type must provide. One of four
+// ways to take received bytes, chosen at compile time:
 //
 //   struct my_handler {
-//       struct connection_state { ... };                 // optional
-//       void on_open(zerg::connection<my_handler>&);      // optional
+//       struct connection_state { ... };                             // optional
+//       void on_open(zerg::connection<my_handler>&);                  // optional
+//
+//       // (a) each receive's bytes, valid during the call only:
 //       void on_data(zerg::connection<my_handler>&, std::span<const std::byte>);
+//       // (b) or every unconsumed byte, kept across calls until consumed:
+//       void on_data(zerg::connection<my_handler>&, zerg::buffer_sequence&);
+//       // (c) or each provided buffer itself, returned with c.release(item):
+//       void on_ring_item(zerg::connection<my_handler>&, zerg::ring_item);
+//       // (d) or a coroutine per connection (co_await c.read(), c.flush()):
+//       zerg::task serve(zerg::connection<my_handler>&);
+//
 //       void on_close(zerg::connection<my_handler>&, zerg::close_reason);  // optional
 //   };
 //
 // Callbacks run on the reactor's thread and are called directly (no virtual
-// call, no std::function). The bytes passed to on_data are valid only during
-// the call: the buffer goes back to the kernel right after it returns.
+// call, no std::function).
 #pragma once
 
 #include <zerg/connection.hpp>
@@ -21,10 +30,20 @@
 namespace zerg {
 
 template <class H>
+concept span_handler = requires(H h, connection<H>& c, std::span<const std::byte> bytes) { h.on_data(c, bytes); };
+template <class H>
+concept sequence_handler = requires(H h, connection<H>& c, buffer_sequence& bytes) { h.on_data(c, bytes); } &&
+                           !span_handler<H>;
+template <class H>
+concept ring_item_handler = requires(H h, connection<H>& c, ring_item item) { h.on_ring_item(c, item); };
+template <class H>
+concept coroutine_handler = requires(H h, connection<H>& c) {
+    { h.serve(c) } -> std::same_as<task>;
+};
+
+template <class H>
 concept handler = std::copy_constructible<H> &&
-    requires(H h, connection<H>& c, std::span<const std::byte> bytes) {
-        h.on_data(c, bytes);
-    };
+                  (span_handler<H> || sequence_handler<H> || ring_item_handler<H> || coroutine_handler<H>);
 
 template <class H>
 concept handler_has_on_open = requires(H h, connection<H>& c) { h.on_open(c); };
@@ -38,8 +57,15 @@ template <class H>
 constexpr bool check_handler() {
     static_assert(std::copy_constructible<H>,
                   "zerg: a Handler must be copy-constructible (each reactor gets its own copy)");
-    static_assert(requires(H h, connection<H>& c, std::span<const std::byte> bytes) { h.on_data(c, bytes); },
-                  "zerg: a Handler needs `void on_data(zerg::connection<Handler>&, std::span<const std::byte>)`");
+    static_assert(span_handler<H> || sequence_handler<H> || ring_item_handler<H> || coroutine_handler<H>,
+                  "zerg: a Handler needs one of `void on_data(zerg::connection<Handler>&, std::span<const std::byte>)`, "
+                  "`void on_data(zerg::connection<Handler>&, zerg::buffer_sequence&)`, "
+                  "`void on_ring_item(zerg::connection<Handler>&, zerg::ring_item)` or "
+                  "`zerg::task serve(zerg::connection<Handler>&)`");
+    static_assert(static_cast<int>(span_handler<H> || sequence_handler<H>) + static_cast<int>(ring_item_handler<H>) +
+                          static_cast<int>(coroutine_handler<H>) <=
+                      1,
+                  "zerg: a Handler takes received bytes one way only: on_data, on_ring_item or serve");
     return true;
 }
 

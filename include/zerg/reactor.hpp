@@ -20,6 +20,7 @@
 #pragma once
 
 #include <zerg/address.hpp>
+#include <zerg/buffer_sequence.hpp>
 #include <zerg/config.hpp>
 #include <zerg/connection.hpp>
 #include <zerg/counters.hpp>
@@ -27,6 +28,7 @@
 #include <zerg/policy/buffer.hpp>
 #include <zerg/policy/handoff.hpp>
 #include <zerg/policy/submission.hpp>
+#include <zerg/task.hpp>
 #include <zerg/uring/operations.hpp>
 #include <zerg/uring/ring.hpp>
 #include <zerg/uring/user_data.hpp>
@@ -134,6 +136,19 @@ private:
     void arm_accept();
     void begin_stop();
     void wait();
+    void deliver(connection_type& c, received_bytes bytes);
+    void after_task_step(connection_type& c);
+    void resume(connection_type& c, std::coroutine_handle<>& waiting);
+    void track_input(connection_type& c);
+    void track_output(connection_type& c, bool progressed);
+    void expire_timeouts();
+    bool timeouts_enabled() const noexcept {
+        return config_.idle_timeout.count() || config_.read_timeout.count() || config_.write_timeout.count();
+    }
+    std::chrono::steady_clock::time_point next_deadline() const noexcept;
+    static void release_buffer(void* self, std::uint16_t id) noexcept { static_cast<basic_reactor*>(self)->buffers_.release(id); }
+    // Received bytes kept across callbacks (sequence and coroutine handlers).
+    static constexpr bool keeps_input = sequence_handler<Handler> || coroutine_handler<Handler>;
 
     unsigned index_;
     server_config config_;
@@ -147,6 +162,11 @@ private:
     typename connection_type::table_list live_;
     typename connection_type::work_list work_;
     detail::chunk_pool pool_;
+    frame_pool frames_;
+    typename connection_type::idle_list idle_;
+    typename connection_type::read_list reading_;
+    typename connection_type::write_list writing_;
+    std::chrono::steady_clock::time_point now_{};
     reactor_counters counters_;
     std::vector<std::string> fallbacks_;
     unsigned ring_flags_ = 0;
@@ -187,6 +207,7 @@ void basic_reactor<B, Q, S, H>::setup() {
     buffers_.setup(*ring_, size, count, 0);
     if (auto fb = buffers_.fallback(); !fb.empty()) fallbacks_.push_back("buffers: " + fb);
 
+    frame_pool::current() = &frames_;  // coroutine frames of this thread's connections
     unsigned slots = config_.max_connections;
     generations_.emplace(slots);
     table_ = std::make_unique<connection_type[]>(slots);
@@ -195,6 +216,9 @@ void basic_reactor<B, Q, S, H>::setup() {
         c.slot_ = i;
         c.work_ = &work_;
         c.pool_ = &pool_;
+        c.input_.bind(&release_buffer, this);
+        c.input_release_ = &release_buffer;
+        c.input_context_ = this;
         free_.push_back(c);
     }
 
@@ -224,8 +248,10 @@ void basic_reactor<B, Q, S, H>::run() {
     auto on_cqe = [this](const io_uring_cqe& cqe) { dispatch(cqe); };
     for (;;) {
         counters_.loop_iterations.add();
+        if (timeouts_enabled()) now_ = std::chrono::steady_clock::now();
         inbox_.drain(on_fd);
         unsigned reaped = ring_->for_each_completion(on_cqe, config_.completion_batch);
+        if (timeouts_enabled()) expire_timeouts();
         while (!work_.empty()) {
             connection_type& c = work_.front();
             work_.pop_front();
@@ -261,7 +287,16 @@ void basic_reactor<B, Q, S, H>::wait() {
         ring_->submit_and_get_events();
         return;
     }
-    int res = stopping_ ? ring_->submit_and_wait_for(1, std::chrono::milliseconds(10)) : ring_->submit_and_wait(1);
+    int res;
+    if (stopping_) {
+        res = ring_->submit_and_wait_for(1, std::chrono::milliseconds(10));
+    } else if (timeouts_enabled() && !(idle_.empty() && reading_.empty() && writing_.empty())) {
+        // Sleep no longer than the earliest deadline (at least 1 ms).
+        auto left = next_deadline() - std::chrono::steady_clock::now();
+        res = ring_->submit_and_wait_for(1, std::max<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)));
+    } else {
+        res = ring_->submit_and_wait(1);
+    }
     inbox_.awake();
     if (res < 0 && res != -ETIME && res != -EINTR && res != -EAGAIN && res != -EBUSY)
         uring::throw_result(res, "zerg::basic_reactor: io_uring_enter failed");
@@ -286,7 +321,13 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
     c.recv_armed_ = c.read_paused_ = c.send_in_flight_ = false;
     c.wants_recv_ = true;
     c.reason_.clear();
+    c.examined_ = 0;
+    c.reader_ = c.flusher_ = {};
     c.state_ = typename connection_type::state_type{};
+    if (config_.idle_timeout.count()) {
+        c.idle_since_ = now_;
+        idle_.push_back(c);
+    }
     counters_.accepted.add();
     counters_.open_connections.add();
     counters_.busy_slots.add();
@@ -298,7 +339,53 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
         accept_paused_ = true;
     }
     if constexpr (handler_has_on_open<H>) handler_.on_open(c);
+    if constexpr (coroutine_handler<H>) {
+        c.task_ = handler_.serve(c);
+        after_task_step(c);
+    }
     c.mark_for_work();
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes) {
+    if constexpr (span_handler<H>) {
+        handler_.on_data(c, std::span<const std::byte>(bytes.data, bytes.size));
+        buffers_.release(bytes.buffer_id);
+    } else if constexpr (ring_item_handler<H>) {
+        handler_.on_ring_item(c, ring_item{bytes.data, bytes.size, bytes.buffer_id});
+    } else {
+        if (c.input_.full()) c.input_.spill();
+        c.input_.push(bytes.data, bytes.size, bytes.buffer_id);
+        if constexpr (sequence_handler<H>) {
+            handler_.on_data(c, c.input_);
+        } else if (c.reader_ && c.input_.size() > c.examined_) {
+            resume(c, c.reader_);
+        }
+        // Bytes left for later: off the ring when it runs low (a quarter
+        // left), so a slow parser never starves other connections.
+        if (!c.input_.empty() && c.input_.ring_segments() && buffers_.in_use() * 4 > buffers_.count() * 3)
+            c.input_.spill();
+        track_input(c);
+    }
+}
+
+// Resumes a coroutine that waits on `waiting` (read or flush).
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::resume(connection_type& c, std::coroutine_handle<>& waiting) {
+    auto h = std::exchange(waiting, {});
+    h.resume();
+    after_task_step(c);
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::after_task_step(connection_type& c) {
+    if (!c.task_.done()) return;
+    // The coroutine returned (or threw): the connection has served its purpose.
+    if (auto failure = c.task_.failure(); failure && !c.reason_) c.reason_ = std::make_error_code(std::errc::protocol_error);
+    if (c.open_ && !c.closing_) {
+        c.closing_ = true;
+        c.mark_for_work();
+    }
 }
 
 template <class B, class Q, class S, class H>
@@ -351,11 +438,17 @@ template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& cqe) {
     if (uring::cqe_has_buffer(cqe)) {
         received_bytes bytes = buffers_.take(cqe);
-        if (cqe.res > 0) {
+        if (cqe.res > 0 && c.open_ && !c.closing_) {
             counters_.bytes_in.add(bytes.size);
-            if (c.open_ && !c.closing_) handler_.on_data(c, std::span<const std::byte>(bytes.data, bytes.size));
+            if (config_.idle_timeout.count()) {
+                c.idle_since_ = now_;
+                idle_.erase(idle_.iterator_to(c));
+                idle_.push_back(c);
+            }
+            deliver(c, bytes);
+        } else {
+            buffers_.release(bytes.buffer_id);
         }
-        buffers_.release(bytes.buffer_id);
     }
     if (uring::cqe_has_more(cqe)) return;
 
@@ -389,7 +482,10 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
         c.out_.consume(static_cast<std::size_t>(cqe.res), pool_);
         counters_.bytes_out.add(static_cast<std::uint64_t>(cqe.res));
         if (c.read_paused_ && c.out_.size() <= config_.max_write_queue / 2) c.read_paused_ = false;
+        track_output(c, cqe.res > 0);
         c.mark_for_work();
+        if constexpr (coroutine_handler<H>)
+            if (c.flusher_ && c.out_.empty()) resume(c, c.flusher_);
     }
     finish_if_done(c);
 }
@@ -398,6 +494,7 @@ template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
     if (c.tearing_down_) return;
     if (!c.send_in_flight_ && !c.out_.empty()) submit_send(c);
+    track_output(c, false);
     if (c.out_.size() > config_.max_write_queue && !c.read_paused_) {
         // Backpressure: stop reading until the peer takes its answers.
         c.read_paused_ = true;
@@ -466,8 +563,17 @@ void basic_reactor<B, Q, S, H>::begin_teardown(connection_type& c) {
     if (c.open_) {
         c.open_ = false;
         counters_.open_connections.sub();
+        if constexpr (coroutine_handler<H>) {
+            // Cancellation: whatever the coroutine awaits completes as closed.
+            if (c.reader_) resume(c, c.reader_);
+            if (c.flusher_) resume(c, c.flusher_);
+        }
         if constexpr (handler_has_on_close<H>) handler_.on_close(c, c.reason_);
     }
+    if constexpr (keeps_input) c.input_.clear();  // every held buffer goes back
+    if (c.detail::idle_hook::is_linked()) idle_.erase(idle_.iterator_to(c));
+    if (c.detail::read_hook::is_linked()) reading_.erase(reading_.iterator_to(c));
+    if (c.detail::write_hook::is_linked()) writing_.erase(writing_.iterator_to(c));
     if (c.recv_armed_ || c.send_in_flight_) {
         // One SQE cancels every request on the socket.
         auto* s = sqe();
@@ -493,6 +599,7 @@ void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
     // The last CQE of this connection is in: the slot may be reused, with a
     // new generation so nothing addressed to this connection reaches the next.
     c.out_.clear(pool_);
+    c.task_.reset();
     c.fd_ = -1;
     generations_->retire(c.slot_);
     if (c.in_work_list()) work_.erase(work_.iterator_to(c));
@@ -504,6 +611,56 @@ void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
         accept_paused_ = false;
         arm_accept();
     }
+}
+
+// ---- timeouts ------------------------------------------------------------------
+
+// Read deadline: runs while a handler holds a partial message.
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::track_input(connection_type& c) {
+    if (!config_.read_timeout.count()) return;
+    bool linked = c.detail::read_hook::is_linked();
+    if (c.input_.empty() && linked) {
+        reading_.erase(reading_.iterator_to(c));
+    } else if (!c.input_.empty() && !linked) {
+        c.read_since_ = now_;
+        reading_.push_back(c);
+    }
+}
+
+// Write deadline: runs while output is queued, restarts on every byte sent.
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::track_output(connection_type& c, bool progressed) {
+    if (!config_.write_timeout.count() && !config_.idle_timeout.count()) return;
+    if (progressed && config_.idle_timeout.count() && c.detail::idle_hook::is_linked()) {
+        c.idle_since_ = now_;
+        idle_.erase(idle_.iterator_to(c));
+        idle_.push_back(c);
+    }
+    if (!config_.write_timeout.count()) return;
+    bool linked = c.detail::write_hook::is_linked();
+    if (linked && (c.out_.empty() || progressed)) writing_.erase(writing_.iterator_to(c));
+    if (!c.out_.empty() && !c.detail::write_hook::is_linked()) {
+        c.write_since_ = now_;
+        writing_.push_back(c);
+    }
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::expire_timeouts() {
+    auto timed_out = std::make_error_code(std::errc::timed_out);
+    while (!idle_.empty() && idle_.front().idle_since_ + config_.idle_timeout <= now_) abort(idle_.front(), timed_out);
+    while (!reading_.empty() && reading_.front().read_since_ + config_.read_timeout <= now_) abort(reading_.front(), timed_out);
+    while (!writing_.empty() && writing_.front().write_since_ + config_.write_timeout <= now_) abort(writing_.front(), timed_out);
+}
+
+template <class B, class Q, class S, class H>
+std::chrono::steady_clock::time_point basic_reactor<B, Q, S, H>::next_deadline() const noexcept {
+    auto next = std::chrono::steady_clock::time_point::max();
+    if (!idle_.empty()) next = std::min(next, idle_.front().idle_since_ + config_.idle_timeout);
+    if (!reading_.empty()) next = std::min(next, reading_.front().read_since_ + config_.read_timeout);
+    if (!writing_.empty()) next = std::min(next, writing_.front().write_since_ + config_.write_timeout);
+    return next;
 }
 
 // ---- own listener (reuse_port) --------------------------------------------
