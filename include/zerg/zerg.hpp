@@ -12,5 +12,10 @@
 #include <zerg/policy/submission.hpp>
 #include <zerg/reactor.hpp>
 #include <zerg/server.hpp>
+#include <zerg/buffer_sequence.hpp>
+#include <zerg/buffer_writer.hpp>
+#include <zerg/ring_item.hpp>
+#include <zerg/task.hpp>
 #include <zerg/signals.hpp>
+#include <zerg/stream.hpp>
 #include <zerg/uring.hpp>

@@ -1,0 +1,552 @@
+// zerg-bench: reactor policy combinations side by side with two baselines
+// (an edge-triggered epoll loop and a hand-written liburing loop), the same
+// echo work, measured in one run.
+//
+//   bin/zerg-bench                 the default run (a few minutes on 2 cores)
+//   bin/zerg-bench --quick         seconds; checks that everything runs and verifies
+//   bin/zerg-bench --instructions  adds user-space instructions per message (callgrind)
+//   bin/zerg-bench --help          every option
+//
+// Each server runs in its own process (this program with --serve NAME),
+// pinned to one CPU while the load generator runs on another, so its CPU
+// time and system calls can be counted alone.
+#include "baseline_epoll.hpp"
+#include "baseline_liburing.hpp"
+#include "load.hpp"
+#include "report.hpp"
+
+#include <zerg/zerg.hpp>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct echo {
+    void on_data(zerg::connection<echo>& c, std::span<const std::byte> bytes) { c.write(bytes); }
+};
+
+template <class Buffer, class Queue, class Submission>
+using zerg_echo = zerg::basic_reactor<Buffer, Queue, Submission, echo>;
+
+struct options {
+    unsigned reactors = 1;
+    unsigned connections = 64;
+    std::size_t size = 64;
+    unsigned depth = 16;
+    unsigned repetitions = 3;
+    std::chrono::milliseconds duration{4000};
+    std::chrono::milliseconds warmup{500};
+    bool instructions = false;
+    bool memory = true;
+    bool perf = true;
+    std::string only;  // comma-separated configuration names
+    std::string csv = "bench-results.csv";
+    std::string svg = "bench-results.svg";
+    unsigned max_connections = 4096;
+};
+
+// ---- server side (--serve) ------------------------------------------------
+
+template <class Server>
+int serve(Server& server, const std::string& note) {
+    zerg::termination_signals signals;
+    server.start();
+    std::printf("listening on 127.0.0.1:%u\n%s\n", server.port(), note.c_str());
+    std::fflush(stdout);
+    signals.wait();
+    server.stop();
+    return 0;
+}
+
+template <class Reactor>
+int serve_zerg(const options& o) {
+    zerg::server_config config;
+    config.address = "127.0.0.1";
+    config.reactors = o.reactors;
+    config.max_connections = o.max_connections;
+    zerg::server<Reactor> server(config);
+    zerg::termination_signals signals;
+    server.start();
+    std::string note;
+    for (auto const& fb : server.fallbacks())
+        if (fb.rfind("no_sqarray", 0) != 0) note += (note.empty() ? "" : "; ") + fb;
+    std::printf("listening on 127.0.0.1:%u\n%s\n", server.port(), note.c_str());
+    std::fflush(stdout);
+    signals.wait();
+    server.stop();
+    return 0;
+}
+
+int serve_baseline_epoll(const options& o) {
+    baseline::epoll_echo_server server("127.0.0.1", 0, o.reactors);
+    return serve(server, "");
+}
+int serve_baseline_liburing(const options& o) {
+    baseline::liburing_echo_server server("127.0.0.1", 0, o.reactors);
+    return serve(server, "");
+}
+
+struct configuration {
+    std::string name;
+    int (*serve)(const options&);
+};
+
+const std::vector<configuration>& configurations() {
+    using provided = zerg::provided_buffers<4096, 1024>;
+    using incremental = zerg::incremental_buffers<16384, 256>;
+    static const std::vector<configuration> all = {
+        {"zerg provided/spsc/plain", &serve_zerg<zerg_echo<provided, zerg::spsc_handoff<>, zerg::plain_submission>>},
+        {"zerg incremental/spsc/plain", &serve_zerg<zerg_echo<incremental, zerg::spsc_handoff<>, zerg::plain_submission>>},
+        {"zerg provided/mpmc/plain", &serve_zerg<zerg_echo<provided, zerg::mpmc_handoff<>, zerg::plain_submission>>},
+        {"zerg provided/msg_ring/plain", &serve_zerg<zerg_echo<provided, zerg::msg_ring_handoff, zerg::plain_submission>>},
+        {"zerg provided/spsc/sqpoll", &serve_zerg<zerg_echo<provided, zerg::spsc_handoff<>, zerg::sqpoll_submission<-1, 100>>>},
+        {"baseline liburing (no zerg)", &serve_baseline_liburing},
+        {"baseline epoll (edge-triggered)", &serve_baseline_epoll},
+    };
+    return all;
+}
+
+// ---- client side -----------------------------------------------------------
+
+void pin_to_cpu(unsigned cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+unsigned cpu_count() { return static_cast<unsigned>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN))); }
+
+void raise_fd_limit() {
+    rlimit r{};
+    ::getrlimit(RLIMIT_NOFILE, &r);
+    r.rlim_cur = r.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &r);
+}
+
+std::string self_path() {
+    char buf[4096];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "zerg-bench";
+}
+
+bool have_program(const char* name) {
+    std::string cmd = std::string("command -v ") + name + " >/dev/null 2>&1";
+    return std::system(cmd.c_str()) == 0;
+}
+
+// A child process running `argv`, with its stdout readable line by line.
+class child {
+public:
+    explicit child(std::vector<std::string> argv, bool quiet_stderr = false) {
+        int out[2];
+        if (::pipe(out) != 0) throw std::runtime_error("pipe");
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::dup2(out[1], 1);
+            if (quiet_stderr) {
+                int null = ::open("/dev/null", O_WRONLY);
+                ::dup2(null, 2);
+            }
+            ::close(out[0]);
+            ::close(out[1]);
+            std::vector<char*> args;
+            for (auto& a : argv) args.push_back(a.data());
+            args.push_back(nullptr);
+            ::execvp(args[0], args.data());
+            ::_exit(127);
+        }
+        ::close(out[1]);
+        out_ = out[0];
+    }
+    child(const child&) = delete;
+    child& operator=(const child&) = delete;
+    ~child() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+        ::close(out_);
+    }
+    pid_t pid() const { return pid_; }
+
+    std::string line(std::chrono::milliseconds timeout) {
+        std::string s;
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        char c;
+        while (std::chrono::steady_clock::now() < deadline) {
+            pollfd p{out_, POLLIN, 0};
+            if (::poll(&p, 1, 50) <= 0) continue;
+            if (::read(out_, &c, 1) != 1) break;
+            if (c == '\n') return s;
+            s += c;
+        }
+        return s;
+    }
+    // Sends `sig` and waits; true when it exited in time.
+    bool stop(int sig, std::chrono::milliseconds timeout, const std::function<void()>& nudge = {}) {
+        ::kill(pid_, sig);
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+                pid_ = -1;
+                return true;
+            }
+            if (nudge) nudge();
+            ::poll(nullptr, 0, 20);
+        }
+        return false;
+    }
+
+private:
+    pid_t pid_ = -1;
+    int out_ = -1;
+};
+
+// Nanoseconds the process has run on a CPU, all threads (schedstat).
+std::uint64_t cpu_ns(pid_t pid) {
+    std::uint64_t total = 0;
+    std::string dir = "/proc/" + std::to_string(pid) + "/task";
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            if (e->d_name[0] == '.') continue;
+            std::ifstream in(dir + "/" + e->d_name + "/schedstat");
+            std::uint64_t ns = 0;
+            if (in >> ns) total += ns;
+        }
+        ::closedir(d);
+    }
+    return total;
+}
+
+std::uint64_t rss_kib(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string key;
+    while (in >> key) {
+        if (key == "VmRSS:") {
+            std::uint64_t v = 0;
+            in >> v;
+            return v;
+        }
+        std::getline(in, key);
+    }
+    return 0;
+}
+
+struct server_process {
+    std::unique_ptr<child> proc;
+    std::uint16_t port = 0;
+    std::string note;
+};
+
+server_process launch(const std::string& name, const options& o, unsigned server_cpu, const std::vector<std::string>& wrapper = {},
+                      std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
+    std::vector<std::string> argv = wrapper;
+    argv.insert(argv.end(), {self_path(), "--serve", name, "--reactors", std::to_string(o.reactors), "--cpu",
+                             std::to_string(server_cpu), "--max-connections", std::to_string(o.max_connections)});
+    server_process s;
+    s.proc = std::make_unique<child>(argv, !wrapper.empty());
+    std::string first = s.proc->line(timeout);
+    auto colon = first.rfind(':');
+    if (first.rfind("listening on ", 0) != 0 || colon == std::string::npos)
+        throw std::runtime_error(name + ": server did not start (said '" + first + "')");
+    s.port = static_cast<std::uint16_t>(std::stoi(first.substr(colon + 1)));
+    s.note = s.proc->line(std::chrono::seconds(2));
+    return s;
+}
+
+// perf stat on the server process, counting system call entries.
+class syscall_counter {
+public:
+    syscall_counter(pid_t pid, bool enabled) {
+        if (!enabled) return;
+        file_ = "/tmp/zerg-bench-perf." + std::to_string(::getpid()) + "." + std::to_string(pid);
+        perf_ = std::make_unique<child>(std::vector<std::string>{"perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter",
+                                                                 "-p", std::to_string(pid), "-o", file_},
+                                        true);
+        ::poll(nullptr, 0, 150);  // perf attaches asynchronously
+    }
+    std::optional<std::uint64_t> finish() {
+        if (!perf_) return std::nullopt;
+        perf_->stop(SIGINT, std::chrono::seconds(5));
+        perf_.reset();
+        std::ifstream in(file_);
+        std::string line;
+        std::optional<std::uint64_t> count;
+        while (std::getline(in, line))
+            if (line.find("raw_syscalls:sys_enter") != std::string::npos && !line.empty() && std::isdigit(line[0]))
+                count = std::stoull(line.substr(0, line.find(',')));
+        std::remove(file_.c_str());
+        return count;
+    }
+
+private:
+    std::unique_ptr<child> perf_;
+    std::string file_;
+};
+
+struct measurement {
+    bench::load_result load;
+    double cpu_us_per_msg = 0;
+    std::optional<double> syscalls_per_msg;
+    std::string note;
+};
+
+measurement measure(const std::string& name, const options& o, unsigned server_cpu) {
+    measurement m;
+    auto server = launch(name, o, server_cpu);
+    m.note = server.note;
+    bench::load_plan plan{server.port, o.connections, o.size, o.depth, o.warmup, 0};
+    if (o.warmup.count() > 0) bench::run_load(plan);
+    plan.duration = o.duration;
+    syscall_counter syscalls(server.proc->pid(), o.perf);
+    std::uint64_t cpu_before = cpu_ns(server.proc->pid());
+    m.load = bench::run_load(plan);
+    std::uint64_t cpu_after = cpu_ns(server.proc->pid());
+    auto calls = syscalls.finish();
+    if (m.load.messages) {
+        m.cpu_us_per_msg = static_cast<double>(cpu_after - cpu_before) / 1000.0 / static_cast<double>(m.load.messages);
+        if (calls) m.syscalls_per_msg = static_cast<double>(*calls) / static_cast<double>(m.load.messages);
+    }
+    if (!server.proc->stop(SIGTERM, std::chrono::seconds(10))) m.note += " (did not stop on SIGTERM)";
+    return m;
+}
+
+// Total instructions callgrind counted in a run of `messages` messages.
+std::optional<std::uint64_t> callgrind_total(const std::string& name, const options& o, std::uint64_t messages) {
+    std::string out = "/tmp/zerg-bench-callgrind." + std::to_string(::getpid()) + ".out";
+    std::remove(out.c_str());
+    auto server = launch(name, o, 0, {"valgrind", "--tool=callgrind", "--callgrind-out-file=" + out}, std::chrono::seconds(120));
+    bench::load_plan plan{server.port, 4, o.size, 4, std::chrono::milliseconds(0), messages};
+    auto r = bench::run_load(plan);
+    if (!r.failure.empty() || r.messages != messages) return std::nullopt;
+    // valgrind delivers SIGTERM only when the server wakes; a connection wakes it.
+    server.proc->stop(SIGTERM, std::chrono::seconds(60), [&] {
+        try {
+            ::close(bench::connect_to(server.port));
+        } catch (...) {
+        }
+    });
+    std::ifstream in(out);
+    std::string line;
+    std::optional<std::uint64_t> total;
+    while (std::getline(in, line))
+        if (line.rfind("summary:", 0) == 0 || line.rfind("totals:", 0) == 0) total = std::stoull(line.substr(line.find(':') + 1));
+    std::remove(out.c_str());
+    return total;
+}
+
+// RSS growth per idle connection, and the idle server's resident size.
+void measure_memory(const options& o, unsigned server_cpu) {
+    const unsigned idle = 10000;
+    std::printf("\nmemory (%u idle connections, %u reactor(s)):\n", idle, o.reactors);
+    std::printf("%-34s %14s %14s %18s\n", "configuration", "idle RSS KiB", "loaded RSS KiB", "bytes/connection");
+    options mo = o;
+    mo.max_connections = idle + 1000;
+    for (auto const& c : configurations()) {
+        if (c.name.find("sqpoll") != std::string::npos || c.name.find("mpmc") != std::string::npos ||
+            c.name.find("msg_ring") != std::string::npos)
+            continue;
+        try {
+            auto server = launch(c.name, mo, server_cpu);
+            std::uint64_t before = rss_kib(server.proc->pid());
+            std::vector<int> fds;
+            fds.reserve(idle);
+            for (unsigned i = 0; i < idle; ++i) {
+                int fd = bench::connect_to(server.port);
+                char b = 'x';
+                // One round trip, so the server has really taken the connection.
+                if (::send(fd, &b, 1, MSG_NOSIGNAL) != 1 || ::recv(fd, &b, 1, 0) != 1) throw std::runtime_error("echo failed");
+                fds.push_back(fd);
+            }
+            std::uint64_t after = rss_kib(server.proc->pid());
+            for (int fd : fds) ::close(fd);
+            std::printf("%-34s %14llu %14llu %18.0f\n", c.name.c_str(), static_cast<unsigned long long>(before),
+                        static_cast<unsigned long long>(after), (after > before ? (after - before) * 1024.0 : 0.0) / idle);
+            server.proc->stop(SIGTERM, std::chrono::seconds(10));
+        } catch (const std::exception& e) {
+            std::printf("%-34s failed: %s\n", c.name.c_str(), e.what());
+        }
+    }
+}
+
+void usage() {
+    std::printf(
+        "usage: zerg-bench [--quick] [--instructions] [--no-memory] [--no-perf]\n"
+        "                  [--duration MS] [--warmup MS] [--repetitions N] [--connections N]\n"
+        "                  [--size BYTES] [--depth N] [--reactors N] [--only NAME,NAME]\n"
+        "                  [--csv FILE] [--svg FILE] [--list]\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    std::string serve_name;
+    int serve_cpu = -1;
+    bool list = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--serve") serve_name = next();
+        else if (a == "--cpu") serve_cpu = std::stoi(next());
+        else if (a == "--quick") {
+            o.duration = std::chrono::milliseconds(300);
+            o.warmup = std::chrono::milliseconds(100);
+            o.repetitions = 1;
+            o.connections = 16;
+            o.memory = false;
+        } else if (a == "--instructions") o.instructions = true;
+        else if (a == "--no-memory") o.memory = false;
+        else if (a == "--no-perf") o.perf = false;
+        else if (a == "--duration") o.duration = std::chrono::milliseconds(std::stoi(next()));
+        else if (a == "--warmup") o.warmup = std::chrono::milliseconds(std::stoi(next()));
+        else if (a == "--repetitions") o.repetitions = static_cast<unsigned>(std::stoi(next()));
+        else if (a == "--connections") o.connections = static_cast<unsigned>(std::stoi(next()));
+        else if (a == "--size") o.size = static_cast<std::size_t>(std::stoul(next()));
+        else if (a == "--depth") o.depth = static_cast<unsigned>(std::stoi(next()));
+        else if (a == "--reactors") o.reactors = static_cast<unsigned>(std::stoi(next()));
+        else if (a == "--max-connections") o.max_connections = static_cast<unsigned>(std::stoi(next()));
+        else if (a == "--only") o.only = next();
+        else if (a == "--csv") o.csv = next();
+        else if (a == "--svg") o.svg = next();
+        else if (a == "--list") list = true;
+        else {
+            usage();
+            return a == "--help" ? 0 : 2;
+        }
+    }
+    raise_fd_limit();
+
+    if (!serve_name.empty()) {
+        if (serve_cpu >= 0) pin_to_cpu(static_cast<unsigned>(serve_cpu) % cpu_count());
+        for (auto const& c : configurations())
+            if (c.name == serve_name) return c.serve(o);
+        std::fprintf(stderr, "no configuration named '%s'\n", serve_name.c_str());
+        return 2;
+    }
+    if (list) {
+        for (auto const& c : configurations()) std::printf("%s\n", c.name.c_str());
+        return 0;
+    }
+
+    // The server gets CPU 0 and the load generator the last CPU, when there
+    // are two or more; on one CPU they share it.
+    unsigned cpus = cpu_count();
+    unsigned server_cpu = 0, client_cpu = cpus > 1 ? cpus - 1 : 0;
+    pin_to_cpu(client_cpu);
+    bool perf = o.perf && have_program("perf");
+    o.perf = perf;
+
+    std::vector<configuration> chosen;
+    for (auto const& c : configurations())
+        if (o.only.empty() || ("," + o.only + ",").find("," + c.name + ",") != std::string::npos) chosen.push_back(c);
+
+    std::printf("zerg-bench: echo, %u connections x %u pipelined messages of %zu bytes, %u reactor(s)\n", o.connections,
+                o.depth, o.size, o.reactors);
+    std::printf("server on CPU %u, load generator on CPU %u; %u repetition(s) of %lld ms after %lld ms warm-up, interleaved\n",
+                server_cpu, client_cpu, o.repetitions, static_cast<long long>(o.duration.count()),
+                static_cast<long long>(o.warmup.count()));
+    if (!perf) std::printf("syscalls per message: n/a (perf not installed; apt-get install linux-perf)\n");
+
+    std::vector<bench::row> rows(chosen.size());
+    for (std::size_t i = 0; i < chosen.size(); ++i) rows[i].name = chosen[i].name;
+    std::vector<std::vector<double>> cpu(chosen.size()), sys(chosen.size()), p50(chosen.size()), p99(chosen.size());
+    bool failed = false;
+    // Interleaved: A B C ... A B C ..., so drift hits every configuration alike.
+    for (unsigned rep = 0; rep < o.repetitions; ++rep) {
+        for (std::size_t i = 0; i < chosen.size(); ++i) {
+            measurement m;
+            try {
+                m = measure(chosen[i].name, o, server_cpu);
+            } catch (const std::exception& e) {
+                m.load.failure = e.what();
+            }
+            auto& r = rows[i];
+            std::printf("  [%u/%u] %-34s %10.0f msgs/s  %s%s\n", rep + 1, o.repetitions, r.name.c_str(), m.load.rate(),
+                        m.load.errors ? "ERRORS " : "verified", m.load.failure.empty() ? "" : (" FAILED: " + m.load.failure).c_str());
+            std::fflush(stdout);
+            r.errors += m.load.errors;
+            if (!m.load.failure.empty() || m.load.errors || !m.load.messages) {
+                failed = true;
+                r.note = m.load.failure.empty() ? r.note : m.load.failure;
+                continue;
+            }
+            if (!m.note.empty()) r.note = m.note;
+            r.rates.push_back(m.load.rate());
+            cpu[i].push_back(m.cpu_us_per_msg);
+            p50[i].push_back(m.load.p50_us);
+            p99[i].push_back(m.load.p99_us);
+            if (m.syscalls_per_msg) sys[i].push_back(*m.syscalls_per_msg);
+        }
+    }
+    auto median = [](std::vector<double> v) -> std::optional<double> {
+        if (v.empty()) return std::nullopt;
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        rows[i].cpu_us_per_msg = median(cpu[i]);
+        rows[i].syscalls_per_msg = median(sys[i]);
+        rows[i].p50_us = median(p50[i]).value_or(0);
+        rows[i].p99_us = median(p99[i]).value_or(0);
+    }
+
+    if (o.instructions) {
+        if (!have_program("valgrind")) {
+            std::printf("instructions per message: n/a (valgrind not installed)\n");
+        } else {
+            // Two runs with different message counts, subtracted: start-up and
+            // shutdown cancel out, what is left is the per-message cost.
+            const std::uint64_t few = 2000, many = 12000;
+            for (std::size_t i = 0; i < chosen.size(); ++i) {
+                if (chosen[i].name.find("sqpoll") != std::string::npos) continue;  // its kernel thread is not counted
+                auto a = callgrind_total(chosen[i].name, o, few);
+                auto b = callgrind_total(chosen[i].name, o, many);
+                if (a && b && *b > *a) rows[i].instructions_per_msg = static_cast<double>(*b - *a) / static_cast<double>(many - few);
+                std::printf("  callgrind %-34s %s instructions/msg\n", chosen[i].name.c_str(),
+                            bench::opt(rows[i].instructions_per_msg, "%.0f").c_str());
+            }
+        }
+    }
+
+    const bench::row* liburing = nullptr;
+    const bench::row* epoll = nullptr;
+    for (auto const& r : rows) {
+        if (r.name.rfind("baseline liburing", 0) == 0 && !r.rates.empty()) liburing = &r;
+        if (r.name.rfind("baseline epoll", 0) == 0 && !r.rates.empty()) epoll = &r;
+    }
+    bench::print_table(rows, liburing, epoll);
+    bench::write_csv(o.csv, rows, liburing, epoll);
+    bench::write_svg(o.svg, rows, "echo: " + std::to_string(o.connections) + " connections x " + std::to_string(o.depth) +
+                                      " in flight, " + std::to_string(o.size) + " B messages");
+    std::printf("\nwrote %s and %s\n", o.csv.c_str(), o.svg.c_str());
+
+    if (o.memory) measure_memory(o, server_cpu);
+
+    std::uint64_t errors = 0;
+    for (auto const& r : rows) errors += r.errors;
+    std::printf("\n%s: %llu verification errors\n", failed || errors ? "FAILED" : "ok", static_cast<unsigned long long>(errors));
+    return failed || errors ? 1 : 0;
+}

@@ -1,0 +1,35 @@
+// The echo server written as one coroutine per connection.
+//   bin/coro_echo --port 7002 --reactors 2
+#include <zerg/zerg.hpp>
+
+#include "../common/options.hpp"
+
+#include <cstdio>
+
+struct coro_echo {
+    zerg::task serve(zerg::connection<coro_echo>& c) {
+        for (;;) {
+            auto [in, closed] = co_await c.read();
+            if (closed) co_return;
+            // Send each piece back, then drop it from the input.
+            for (std::size_t i = 0; i < in.segment_count(); ++i) c.write(in.segment(i));
+            c.advance(in.size());
+            if (!co_await c.flush()) co_return;
+        }
+    }
+};
+
+using reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<4096>,
+                                    zerg::plain_submission, coro_echo>;
+
+int main(int argc, char** argv) {
+    auto config = example::parse_options(argc, argv);
+    if (!config) return 2;
+    zerg::termination_signals signals;
+    zerg::server<reactor> server(*config);
+    server.start();
+    std::printf("listening on %s\n", server.local_endpoint().to_string().c_str());
+    std::fflush(stdout);
+    signals.wait();
+    server.stop();
+}

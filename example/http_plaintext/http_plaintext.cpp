@@ -1,0 +1,86 @@
+// HTTP/1.1 by the TechEmpower plaintext rules: GET /plaintext answers
+// "Hello, World!" with Server, Date (refreshed once a second), Content-Type
+// and Content-Length; keep-alive; pipelined requests answered one by one, in
+// order; requests split across reads; 400 and close on a malformed request;
+// 404 for other paths.
+//   bin/http_plaintext --port 8080 --reactors 2
+#include "http_request.hpp"
+
+#include <zerg/zerg.hpp>
+
+#include "../common/options.hpp"
+
+#include <cstdio>
+#include <ctime>
+
+class http_server {
+public:
+    void on_data(zerg::connection<http_server>& c, zerg::buffer_sequence& in) {
+        refresh_date();
+        auto out = c.writer();
+        while (!in.empty()) {
+            http::request req;
+            auto status = http::parse(in, req, scratch_);
+            if (status == http::parse_status::incomplete) return;  // the rest comes later
+            if (status == http::parse_status::malformed) {
+                respond(out, "400 Bad Request", "", false);
+                c.close();
+                return;
+            }
+            in.consume(req.length);
+            if (req.target == "/plaintext")
+                respond(out, "200 OK", "Hello, World!", req.keep_alive);
+            else
+                respond(out, "404 Not Found", "", req.keep_alive);
+            if (!req.keep_alive) {
+                c.close();
+                return;
+            }
+        }
+    }
+
+private:
+    void respond(zerg::buffer_writer<zerg::connection<http_server>>& out, std::string_view status, std::string_view body,
+                 bool keep_alive) {
+        out.write("HTTP/1.1 ");
+        out.write(status);
+        out.write("\r\nServer: zerg\r\nDate: ");
+        out.write(std::string_view(date_, date_length_));
+        out.write(body.empty() ? "\r\n" : "\r\nContent-Type: text/plain\r\n");
+        if (!keep_alive) out.write("Connection: close\r\n");
+        out.write("Content-Length: ");
+        out.append(body.size());
+        out.write("\r\n\r\n");
+        out.write(body);
+    }
+
+    // The Date header changes once a second; formatting it per request would waste time.
+    void refresh_date() {
+        std::time_t now = std::time(nullptr);
+        if (now == date_time_) return;
+        date_time_ = now;
+        std::tm tm{};
+        ::gmtime_r(&now, &tm);
+        date_length_ = std::strftime(date_, sizeof date_, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    }
+
+    std::array<char, http::max_head> scratch_{};
+    char date_[64] = {};
+    std::size_t date_length_ = 0;
+    std::time_t date_time_ = 0;
+};
+
+using http_reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<4096>,
+                                         zerg::plain_submission, http_server>;
+
+int main(int argc, char** argv) {
+    auto config = example::parse_options(argc, argv);
+    if (!config) return 2;
+    zerg::termination_signals signals;
+    zerg::server<http_reactor> server(*config);
+    server.start();
+    std::printf("listening on %s\n", server.local_endpoint().to_string().c_str());
+    std::fflush(stdout);
+    signals.wait();
+    server.stop();
+}
