@@ -19,11 +19,14 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace bench {
 
 using clock = std::chrono::steady_clock;
+
+enum class protocol { echo, http };
 
 struct load_plan {
     std::uint16_t port = 0;
@@ -32,7 +35,27 @@ struct load_plan {
     unsigned depth = 16;
     std::chrono::milliseconds duration{4000};  // used when messages == 0
     std::uint64_t messages = 0;                // exact total, when nonzero
+    protocol kind = protocol::echo;            // http: GET /plaintext, pipelined
 };
+
+// HTTP mode: the request sent, and a check of each response against the
+// TechEmpower plaintext answer (the Date header may say anything).
+inline constexpr std::string_view http_request = "GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+// Returns the length of the first complete response in `in`, 0 when more
+// bytes are needed; sets `ok` to whether it is the expected answer.
+inline std::size_t http_response(std::string_view in, bool& ok) {
+    auto end = in.find("\r\n\r\n");
+    if (end == std::string_view::npos) return 0;
+    std::string_view head = in.substr(0, end + 4);
+    std::size_t total = end + 4 + 13;
+    if (in.size() < total) return 0;
+    ok = head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0 && head.find("\r\nContent-Length: 13\r\n") != std::string_view::npos &&
+         head.find("\r\nServer: ") != std::string_view::npos && head.find("\r\nDate: ") != std::string_view::npos &&
+         head.find("\r\nContent-Type: text/plain\r\n") != std::string_view::npos &&
+         in.substr(end + 4, 13) == "Hello, World!";
+    return total;
+}
 
 struct load_result {
     std::uint64_t messages = 0;
@@ -92,13 +115,14 @@ inline load_result run_load(const load_plan& plan) {
         std::vector<std::uint8_t> in;       // the message being received
         std::size_t in_fill = 0;
         std::uint64_t next_send = 0, next_recv = 0;  // message sequence numbers
-        std::size_t out_offset = 0;                  // bytes of message next_send already written
+        std::vector<std::uint8_t> out;               // messages queued for the socket
+        std::size_t out_offset = 0;                  // bytes of `out` already written
         std::vector<clock::time_point> sent_at;      // ring of depth entries
-        bool want_out = false;
     };
     load_result result;
     latency_histogram latencies;
-    std::size_t size = std::max<std::size_t>(plan.size, 8);
+    bool http = plan.kind == protocol::http;
+    std::size_t size = http ? http_request.size() : std::max<std::size_t>(plan.size, 8);
     int ep = ::epoll_create1(EPOLL_CLOEXEC);
     std::vector<conn> conns(plan.connections);
     for (unsigned i = 0; i < plan.connections; ++i) {
@@ -107,8 +131,10 @@ inline load_result run_load(const load_plan& plan) {
         ::fcntl(c.fd, F_SETFL, ::fcntl(c.fd, F_GETFL) | O_NONBLOCK);
         c.pattern.resize(size);
         for (std::size_t k = 0; k < size; ++k) c.pattern[k] = static_cast<std::uint8_t>((i * 131 + k * 7 + 1) & 0xff);
-        c.in.resize(size);
+        if (http) std::memcpy(c.pattern.data(), http_request.data(), size);
+        c.in.resize(http ? 64 * 1024 : size);
         c.sent_at.resize(plan.depth);
+        c.out.reserve(size * plan.depth);
         epoll_event ev{EPOLLIN | EPOLLOUT | EPOLLET, {.u32 = i}};
         ::epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
     }
@@ -120,29 +146,29 @@ inline load_result run_load(const load_plan& plan) {
     std::vector<std::uint8_t> scratch(std::max<std::size_t>(size, 64 * 1024));
     bool sending = true;
 
-    // Writes as much of the in-flight window as the socket takes.
+    // Tops the in-flight window up and writes it with as few send() calls as
+    // the socket allows: pipelined messages go out together, as a real
+    // pipelining client sends them.
     auto pump_out = [&](conn& c) {
-        while (sending && c.next_send < c.next_recv + plan.depth && (!to_send_total || sent_total < to_send_total || c.out_offset)) {
-            if (c.out_offset == 0) {
-                std::memcpy(c.pattern.data(), &c.next_send, 8);
-                c.sent_at[c.next_send % plan.depth] = clock::now();
-            }
-            ssize_t w = ::send(c.fd, c.pattern.data() + c.out_offset, size - c.out_offset, MSG_NOSIGNAL);
+        if (c.out_offset == c.out.size()) {
+            c.out.clear();
+            c.out_offset = 0;
+        }
+        while (sending && c.next_send < c.next_recv + plan.depth && (!to_send_total || sent_total < to_send_total)) {
+            if (!http) std::memcpy(c.pattern.data(), &c.next_send, 8);
+            c.out.insert(c.out.end(), c.pattern.begin(), c.pattern.end());
+            c.sent_at[c.next_send % plan.depth] = clock::now();
+            ++c.next_send;
+            ++sent_total;
+        }
+        while (c.out_offset < c.out.size()) {
+            ssize_t w = ::send(c.fd, c.out.data() + c.out_offset, c.out.size() - c.out_offset, MSG_NOSIGNAL);
             if (w < 0) {
-                if (errno == EAGAIN) {
-                    c.want_out = true;
-                    return;
-                }
+                if (errno == EAGAIN) return;
                 throw std::runtime_error(std::string("send: ") + std::strerror(errno));
             }
             c.out_offset += static_cast<std::size_t>(w);
-            if (c.out_offset == size) {
-                c.out_offset = 0;
-                ++c.next_send;
-                ++sent_total;
-            }
         }
-        c.want_out = false;
     };
 
     try {
@@ -166,6 +192,28 @@ inline load_result run_load(const load_plan& plan) {
                         if (r < 0) {
                             if (errno == EAGAIN) break;
                             throw std::runtime_error(std::string("recv: ") + std::strerror(errno));
+                        }
+                        if (http) {
+                            // Append, then take every complete response off the front.
+                            if (c.in_fill + static_cast<std::size_t>(r) > c.in.size())
+                                throw std::runtime_error("an HTTP response larger than 64 KiB");
+                            std::memcpy(c.in.data() + c.in_fill, scratch.data(), static_cast<std::size_t>(r));
+                            c.in_fill += static_cast<std::size_t>(r);
+                            std::size_t done = 0;
+                            for (;;) {
+                                bool ok = false;
+                                std::size_t n = http_response(
+                                    std::string_view(reinterpret_cast<const char*>(c.in.data()) + done, c.in_fill - done), ok);
+                                if (!n) break;
+                                if (!ok) ++result.errors;
+                                latencies.add(clock::now() - c.sent_at[c.next_recv % plan.depth]);
+                                ++c.next_recv;
+                                ++received_total;
+                                done += n;
+                            }
+                            std::memmove(c.in.data(), c.in.data() + done, c.in_fill - done);
+                            c.in_fill -= done;
+                            continue;
                         }
                         std::size_t at = 0;
                         while (at < static_cast<std::size_t>(r)) {

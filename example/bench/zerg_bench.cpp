@@ -56,6 +56,7 @@ struct options {
     std::chrono::milliseconds warmup{500};
     bool instructions = false;
     bool memory = true;
+    bool http = true;
     bool perf = true;
     std::string only;  // comma-separated configuration names
     std::string csv = "bench-results.csv";
@@ -156,11 +157,12 @@ bool have_program(const char* name) {
 // A child process running `argv`, with its stdout readable line by line.
 class child {
 public:
-    explicit child(std::vector<std::string> argv, bool quiet_stderr = false) {
+    explicit child(std::vector<std::string> argv, bool quiet_stderr = false, int cpu = -1) {
         int out[2];
         if (::pipe(out) != 0) throw std::runtime_error("pipe");
         pid_ = ::fork();
         if (pid_ == 0) {
+            if (cpu >= 0) pin_to_cpu(static_cast<unsigned>(cpu));
             ::dup2(out[1], 1);
             if (quiet_stderr) {
                 int null = ::open("/dev/null", O_WRONLY);
@@ -388,9 +390,85 @@ void measure_memory(const options& o, unsigned server_cpu) {
     }
 }
 
+// HTTP: bin/http_plaintext (beside this program) under the project's own
+// client, which checks every response, and under wrk with a 16-deep
+// pipeline when wrk is installed.
+bool measure_http(const options& o, unsigned server_cpu) {
+    std::string self = self_path();
+    std::string program = self.substr(0, self.rfind('/') + 1) + "http_plaintext";
+    if (::access(program.c_str(), X_OK) != 0) {
+        std::printf("\nhttp: n/a (%s not built)\n", program.c_str());
+        return true;
+    }
+    std::printf("\nhttp: GET /plaintext, %u connections x %u pipelined, bin/http_plaintext with %u reactor(s)\n",
+                o.connections, o.depth, o.reactors);
+    bool ok = true;
+    std::vector<double> rates;
+    std::uint64_t errors = 0;
+    double p50 = 0, p99 = 0;
+    for (unsigned rep = 0; rep < o.repetitions; ++rep) {
+        child server({program, "--address", "127.0.0.1", "--port", "0", "--reactors", std::to_string(o.reactors)}, false,
+                     static_cast<int>(server_cpu));
+        std::string first = server.line(std::chrono::seconds(10));
+        auto colon = first.rfind(':');
+        if (first.rfind("listening on ", 0) != 0 || colon == std::string::npos) {
+            std::printf("  http_plaintext did not start: '%s'\n", first.c_str());
+            return false;
+        }
+        auto port = static_cast<std::uint16_t>(std::stoi(first.substr(colon + 1)));
+        bench::load_plan plan{port, o.connections, 0, o.depth, o.warmup, 0, bench::protocol::http};
+        if (o.warmup.count() > 0) bench::run_load(plan);
+        plan.duration = o.duration;
+        auto r = bench::run_load(plan);
+        errors += r.errors;
+        if (!r.failure.empty() || r.errors || !r.messages) {
+            std::printf("  [%u/%u] own client FAILED: %s (%llu bad responses)\n", rep + 1, o.repetitions, r.failure.c_str(),
+                        static_cast<unsigned long long>(r.errors));
+            ok = false;
+        } else {
+            rates.push_back(r.rate());
+            p50 = r.p50_us;
+            p99 = r.p99_us;
+            std::printf("  [%u/%u] own client %12.0f req/s  verified\n", rep + 1, o.repetitions, r.rate());
+        }
+        if (have_program("wrk")) {
+            std::string script = "/tmp/zerg-bench-pipeline." + std::to_string(::getpid()) + ".lua";
+            if (FILE* f = std::fopen(script.c_str(), "w")) {
+                std::fprintf(f, "init = function(args)\n  local r = {}\n  for i = 1, 16 do r[i] = wrk.format(nil, \"/plaintext\") end\n"
+                                "  req = table.concat(r)\nend\nrequest = function() return req end\n");
+                std::fclose(f);
+            }
+            std::string cmd = "taskset -c " + std::to_string(cpu_count() > 1 ? cpu_count() - 1 : 0) + " wrk -t1 -c" +
+                              std::to_string(o.connections) + " -d" + std::to_string(std::max<long long>(1, o.duration.count() / 1000)) +
+                              "s -s " + script + " http://127.0.0.1:" + std::to_string(port) + "/plaintext 2>&1";
+            std::string out;
+            if (FILE* p = ::popen(cmd.c_str(), "r")) {
+                char buf[512];
+                while (std::fgets(buf, sizeof buf, p)) out += buf;
+                ::pclose(p);
+            }
+            auto at = out.find("Requests/sec:");
+            bool bad = out.find("Non-2xx") != std::string::npos || out.find("Socket errors") != std::string::npos;
+            if (at != std::string::npos)
+                std::printf("  [%u/%u] wrk -c%u, 16-deep pipeline %12.0f req/s%s\n", rep + 1, o.repetitions, o.connections,
+                            std::stod(out.substr(at + 13)), bad ? "  (wrk reported errors)" : "");
+            std::remove(script.c_str());
+        } else if (rep == 0) {
+            std::printf("  wrk: n/a (not installed)\n");
+        }
+        server.stop(SIGTERM, std::chrono::seconds(10));
+    }
+    if (!rates.empty()) {
+        std::sort(rates.begin(), rates.end());
+        std::printf("  own client: median %.0f req/s (min %.0f, max %.0f), p50 %.0f us, p99 %.0f us, %llu bad responses\n",
+                    rates[rates.size() / 2], rates.front(), rates.back(), p50, p99, static_cast<unsigned long long>(errors));
+    }
+    return ok;
+}
+
 void usage() {
     std::printf(
-        "usage: zerg-bench [--quick] [--instructions] [--no-memory] [--no-perf]\n"
+        "usage: zerg-bench [--quick] [--instructions] [--no-memory] [--no-http] [--no-perf]\n"
         "                  [--duration MS] [--warmup MS] [--repetitions N] [--connections N]\n"
         "                  [--size BYTES] [--depth N] [--reactors N] [--only NAME,NAME]\n"
         "                  [--csv FILE] [--svg FILE] [--list]\n");
@@ -419,6 +497,7 @@ int main(int argc, char** argv) {
             o.memory = false;
         } else if (a == "--instructions") o.instructions = true;
         else if (a == "--no-memory") o.memory = false;
+        else if (a == "--no-http") o.http = false;
         else if (a == "--no-perf") o.perf = false;
         else if (a == "--duration") o.duration = std::chrono::milliseconds(std::stoi(next()));
         else if (a == "--warmup") o.warmup = std::chrono::milliseconds(std::stoi(next()));
@@ -543,6 +622,7 @@ int main(int argc, char** argv) {
                                       " in flight, " + std::to_string(o.size) + " B messages");
     std::printf("\nwrote %s and %s\n", o.csv.c_str(), o.svg.c_str());
 
+    if (o.http && !measure_http(o, server_cpu)) failed = true;
     if (o.memory) measure_memory(o, server_cpu);
 
     std::uint64_t errors = 0;

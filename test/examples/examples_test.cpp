@@ -7,7 +7,11 @@
 #include <support/echo_client.hpp>
 #include <support/process.hpp>
 
+#include <cstdio>
 #include <string>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 
@@ -33,3 +37,35 @@ void check_echo_server(const char* name) {
 
 BOOST_AUTO_TEST_CASE(echo_example) { check_echo_server("echo"); }
 BOOST_AUTO_TEST_CASE(custom_policy_example) { check_echo_server("custom_policy"); }
+
+// The benchmark's quick mode: every configuration runs, and every echoed
+// byte is verified (its speed is not judged here).
+BOOST_AUTO_TEST_CASE(bench_quick_mode_runs_and_verifies) {
+    std::string csv = "/tmp/zerg-bench-test-" + std::to_string(::getpid()) + ".csv";
+    std::string svg = "/tmp/zerg-bench-test-" + std::to_string(::getpid()) + ".svg";
+    std::string cmd = program("zerg-bench") + " --quick --no-perf --csv " + csv + " --svg " + svg + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    BOOST_REQUIRE(p);
+    std::string output;
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) output.append(buf, n);
+    int status = ::pclose(p);
+    BOOST_TEST_MESSAGE(output);
+    BOOST_TEST(WIFEXITED(status));
+    BOOST_TEST(WEXITSTATUS(status) == 0, output);
+    BOOST_TEST(output.find("ok: 0 verification errors") != std::string::npos);
+    for (const char* name : {"zerg provided/spsc/plain", "baseline liburing", "baseline epoll"})
+        BOOST_TEST(output.find(std::string(name)) != std::string::npos, "no row for " << name);
+    std::size_t verified = 0;
+    for (std::size_t at = 0; (at = output.find("msgs/s  verified", at)) != std::string::npos; ++at) ++verified;
+    BOOST_TEST(verified >= 7u);
+    // The CSV has a header and one line per configuration.
+    FILE* f = std::fopen(csv.c_str(), "r");
+    BOOST_REQUIRE(f);
+    std::size_t lines = 0;
+    while (std::fgets(buf, sizeof buf, f)) ++lines;
+    std::fclose(f);
+    BOOST_TEST(lines == 8u);
+    std::remove(csv.c_str());
+    std::remove(svg.c_str());
+}
