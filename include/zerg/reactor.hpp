@@ -157,12 +157,14 @@ private:
     Buffer buffers_;
     Queue inbox_;
     std::optional<uring::slot_generations> generations_;
+    // Before the table: connections' coroutine frames and write chunks go
+    // back to these pools when the table is destroyed.
+    frame_pool frames_;
+    detail::chunk_pool pool_;
     std::unique_ptr<connection_type[]> table_;
     typename connection_type::table_list free_;
     typename connection_type::table_list live_;
     typename connection_type::work_list work_;
-    detail::chunk_pool pool_;
-    frame_pool frames_;
     typename connection_type::idle_list idle_;
     typename connection_type::read_list reading_;
     typename connection_type::write_list writing_;
