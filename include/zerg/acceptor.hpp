@@ -40,7 +40,12 @@ template <class Reactor>
 class acceptor {
 public:
     acceptor(int listener, const server_config& config, std::vector<Reactor*> reactors)
-        : listener_(listener), config_(config), reactors_(std::move(reactors)) {}
+        : listener_(listener), config_(config), reactors_(std::move(reactors)), handed_(reactors_.size(), 0) {}
+    acceptor(const acceptor&) = delete;
+    acceptor& operator=(const acceptor&) = delete;
+    ~acceptor() {
+        for (int fd : waiting_) ::close(fd);
+    }
 
     // Acceptor thread: makes its ring and arms the accept. Throws on failure.
     void setup() {
@@ -58,9 +63,14 @@ public:
         auto on_cqe = [this](const io_uring_cqe& cqe) { dispatch(cqe); };
         while (!stop_.load(std::memory_order_acquire)) {
             ring_->for_each_completion(on_cqe);
-            if (paused_ && open_total() < capacity_) {
-                paused_ = false;
-                if (!accept_armed_) arm_accept();
+            if (paused_) {
+                // Room again: first the connections accepted while full, then
+                // the backlog.
+                while (!waiting_.empty() && try_hand_over(waiting_.front(), &*ring_)) waiting_.erase(waiting_.begin());
+                if (waiting_.empty() && open_total() < capacity_) {
+                    paused_ = false;
+                    if (!accept_armed_) arm_accept();
+                }
             }
             // While paused, look again every 10 ms for room.
             if (paused_)
@@ -82,12 +92,18 @@ private:
     enum op : std::uint8_t { op_accept = 1, op_retry, op_stop, op_cancel };
     static uring::user_data tag(op kind) noexcept { return {kind, 0, 0}; }
 
-    // Connections handed over and not yet closed or rejected by a reactor.
-    // Built from monotonic counters, so it never lags behind a hand-over.
+    // Connections handed to reactor `i` and not yet closed or rejected there.
+    // Built from monotonic counters, so it never lags behind a hand-over
+    // (a reactor's own open count only moves once it has drained its inbox).
+    std::uint64_t load(std::size_t i) const noexcept {
+        auto const& c = reactors_[i]->counters();
+        std::uint64_t done = c.closed.get() + c.rejected.get();
+        return handed_[i] > done ? handed_[i] - done : 0;
+    }
     std::uint64_t open_total() const noexcept {
-        std::uint64_t done = 0;
-        for (auto* r : reactors_) done += r->counters().closed.get() + r->counters().rejected.get();
-        return handed_ > done ? handed_ - done : 0;
+        std::uint64_t n = 0;
+        for (std::size_t i = 0; i < reactors_.size(); ++i) n += load(i);
+        return n;
     }
 
     void arm_accept() {
@@ -109,9 +125,15 @@ private:
             case msg_ring_handoff::failed_kind: {
                 // A MSG_RING could not be posted (the target's CQ was full,
                 // say): send the same fd through the reactor's queue instead.
+                // It counted against the reactor it was meant for; it goes
+                // through a queue instead, to whichever reactor has room.
                 counters_.handoff_retries.add();
-                --handed_;
-                hand_over(static_cast<int>(ud.slot()), nullptr);
+                int fd = static_cast<int>(ud.slot());
+                --handed_[static_cast<std::size_t>(ud.generation()) % handed_.size()];
+                if (!try_hand_over(fd, nullptr)) {
+                    waiting_.push_back(fd);
+                    if (!paused_) pause();
+                }
                 break;
             }
             default:
@@ -122,7 +144,12 @@ private:
     void on_accept(const io_uring_cqe& cqe) {
         if (cqe.res >= 0) {
             counters_.accepted.add();
-            hand_over(cqe.res, &*ring_);
+            // Already accepted when every table is full (a multishot accept
+            // takes the backlog in one go): it waits here, not closed.
+            if (paused_ || !try_hand_over(cqe.res, &*ring_)) {
+                waiting_.push_back(cqe.res);
+                if (!paused_) pause();
+            }
             if (!paused_ && open_total() >= capacity_) pause();
         }
         if (uring::cqe_has_more(cqe)) return;
@@ -150,36 +177,33 @@ private:
         }
     }
 
+    // Hands `fd` to a reactor with room, chosen by the placement policy.
     // `producer` is this thread's ring, through which msg_ring_handoff
-    // posts; nullptr forces the queue path.
-    void hand_over(int fd, uring::ring* producer) {
+    // posts; nullptr forces the queue path. False when every reactor is full.
+    bool try_hand_over(int fd, uring::ring* producer) {
         std::size_t n = reactors_.size();
-        std::size_t first = pick();
+        std::size_t first = config_.placement == distribution::least_loaded ? least_loaded() : next_++ % n;
         for (std::size_t i = 0; i < n; ++i) {
             std::size_t r = (first + i) % n;
+            if (load(r) >= config_.max_connections) continue;
             if (reactors_[r]->hand_over(fd, producer)) {
-                ++handed_;
-                return;
+                ++handed_[r];
+                return true;
             }
         }
-        ::close(fd);  // every inbox is full
-        counters_.rejected.add();
+        return false;
     }
 
-    std::size_t pick() noexcept {
-        if (config_.placement == distribution::least_loaded) {
-            std::size_t best = 0;
-            std::uint64_t best_load = ~0ull;
-            for (std::size_t i = 0; i < reactors_.size(); ++i) {
-                std::uint64_t load = reactors_[i]->counters().busy_slots.get();
-                if (load < best_load) {
-                    best = i;
-                    best_load = load;
-                }
+    std::size_t least_loaded() const noexcept {
+        std::size_t best = 0;
+        std::uint64_t best_load = ~0ull;
+        for (std::size_t i = 0; i < reactors_.size(); ++i) {
+            if (std::uint64_t l = load(i); l < best_load) {
+                best = i;
+                best_load = l;
             }
-            return best;
         }
-        return next_++ % reactors_.size();
+        return best;
     }
 
     int listener_;
@@ -191,7 +215,8 @@ private:
     std::atomic<bool> stop_{false};
     std::uint64_t capacity_ = 0;
     std::size_t next_ = 0;
-    std::uint64_t handed_ = 0;
+    std::vector<std::uint64_t> handed_;  // per reactor, only ever grows (but for failed MSG_RINGs)
+    std::vector<int> waiting_;           // accepted while every reactor was full
     bool accept_armed_ = false;
     bool paused_ = false;
     __kernel_timespec backoff_{0, 10'000'000};

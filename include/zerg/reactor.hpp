@@ -224,7 +224,7 @@ void basic_reactor<B, Q, S, H>::setup() {
         free_.push_back(c);
     }
 
-    inbox_.setup(*ring_, {reactor_tag(op_wake).raw(), reactor_tag(op_handoff).raw()});
+    inbox_.setup(*ring_, {reactor_tag(op_wake).raw(), reactor_tag(op_handoff).raw(), index_});
     if (auto fb = inbox_.fallback(); !fb.empty()) fallbacks_.push_back("handoff: " + fb);
 
     if (config_.reuse_port) {

@@ -39,6 +39,7 @@ namespace zerg {
 struct inbox_tags {
     std::uint64_t wake;     // the eventfd read completed
     std::uint64_t handoff;  // a MSG_RING completion carrying an fd in res
+    std::uint32_t reactor = 0;  // the owning reactor's index
 };
 
 namespace detail {
@@ -127,7 +128,7 @@ public:
                 // The producer sees a CQE only when the message failed; it
                 // carries the fd so the producer can retry another way.
                 uring::skip_success_cqe(sqe);
-                uring::set_user_data(sqe, failed_tag(fd));
+                uring::set_user_data(sqe, failed_tag(fd, tags_.reactor));
                 return true;
             }
         }
@@ -144,10 +145,10 @@ public:
     std::string fallback() const { return fallback_; }
 
     // Tag of a producer-side CQE for a MSG_RING that failed: kind 0xfe, the
-    // fd in the slot field.
+    // fd in the slot field, the target reactor's index in the generation field.
     static constexpr std::uint8_t failed_kind = 0xfe;
-    static std::uint64_t failed_tag(int fd) noexcept {
-        return uring::user_data(failed_kind, static_cast<std::uint32_t>(fd), 0).raw();
+    static std::uint64_t failed_tag(int fd, std::uint32_t reactor) noexcept {
+        return uring::user_data(failed_kind, static_cast<std::uint32_t>(fd), reactor).raw();
     }
 
 private:
