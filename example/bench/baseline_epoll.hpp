@@ -22,6 +22,8 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -88,8 +90,7 @@ public:
         if (!workers_.empty()) return;
         try {
             for (unsigned i = 0; i < thread_count_; ++i) {
-                auto w = std::make_unique<worker>();
-                workers_.push_back(std::move(w));
+                workers_.push_back(std::make_unique<worker>());
                 // The first listener fixes the port the others must share.
                 workers_.back()->open(address_, port_, port_);
             }
@@ -157,15 +158,16 @@ private:
             (void)written;  // cannot fail short of a full counter, which is still a wakeup
         }
 
-        // Allocation failure here ends the process (noexcept): a baseline that
-        // quietly stopped serving would only skew the benchmark.
+        // noexcept, and abort on the impossible: a baseline that quietly
+        // stopped serving would only skew the benchmark.
         void run() noexcept {
             epoll_event events[256];
             for (;;) {
                 int n = ::epoll_wait(epoll, events, 256, -1);
                 if (n < 0) {
                     if (errno == EINTR) continue;
-                    return;
+                    std::perror("epoll_echo_server: epoll_wait");
+                    std::abort();
                 }
                 for (int i = 0; i < n; ++i) {
                     int fd = events[i].data.fd;

@@ -2,9 +2,7 @@
 //   bin/coro_echo --port 7002 --reactors 2
 #include <zerg/zerg.hpp>
 
-#include "../common/options.hpp"
-
-#include <cstdio>
+#include "../common/serve.hpp"
 
 struct coro_echo {
     zerg::task serve(zerg::connection<coro_echo>& c) {
@@ -22,14 +20,4 @@ struct coro_echo {
 using reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<4096>,
                                     zerg::plain_submission, coro_echo>;
 
-int main(int argc, char** argv) {
-    auto config = example::parse_options(argc, argv);
-    if (!config) return 2;
-    zerg::termination_signals signals;
-    zerg::server<reactor> server(*config);
-    server.start();
-    std::printf("listening on %s\n", server.local_endpoint().to_string().c_str());
-    std::fflush(stdout);
-    signals.wait();
-    server.stop();
-}
+int main(int argc, char** argv) { return example::serve<reactor>(argc, argv); }

@@ -5,9 +5,7 @@
 
 #include <zerg/zerg.hpp>
 
-#include "../common/options.hpp"
-
-#include <cstdio>
+#include "../common/serve.hpp"
 
 struct echo {
     void on_data(zerg::connection<echo>& c, std::span<const std::byte> bytes) { c.write(bytes); }
@@ -15,14 +13,4 @@ struct echo {
 
 using reactor = zerg::basic_reactor<zerg::provided_buffers<>, locked_handoff<1024>, zerg::plain_submission, echo>;
 
-int main(int argc, char** argv) {
-    auto config = example::parse_options(argc, argv);
-    if (!config) return 2;
-    zerg::termination_signals signals;
-    zerg::server<reactor> server(*config);
-    server.start();
-    std::printf("listening on %s\n", server.local_endpoint().to_string().c_str());
-    std::fflush(stdout);
-    signals.wait();
-    server.stop();
-}
+int main(int argc, char** argv) { return example::serve<reactor>(argc, argv); }

@@ -2,9 +2,7 @@
 //   bin/echo --port 7000 --reactors 2 [--address ::] [--dual-stack] [--reuse-port]
 #include <zerg/zerg.hpp>
 
-#include "../common/options.hpp"
-
-#include <cstdio>
+#include "../common/serve.hpp"
 
 struct echo {
     void on_data(zerg::connection<echo>& c, std::span<const std::byte> bytes) { c.write(bytes); }
@@ -14,14 +12,4 @@ struct echo {
 using echo_reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<4096>,
                                          zerg::plain_submission, echo>;
 
-int main(int argc, char** argv) {
-    auto config = example::parse_options(argc, argv);
-    if (!config) return 2;
-    zerg::termination_signals signals;
-    zerg::server<echo_reactor> server(*config);
-    server.start();
-    std::printf("listening on %s\n", server.local_endpoint().to_string().c_str());
-    std::fflush(stdout);
-    signals.wait();
-    server.stop();
-}
+int main(int argc, char** argv) { return example::serve<echo_reactor>(argc, argv); }

@@ -8,7 +8,7 @@
 
 #include <zerg/zerg.hpp>
 
-#include "../common/options.hpp"
+#include "../common/serve.hpp"
 
 #include <cstdio>
 #include <ctime>
@@ -73,14 +73,4 @@ private:
 using http_reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<4096>,
                                          zerg::plain_submission, http_server>;
 
-int main(int argc, char** argv) {
-    auto config = example::parse_options(argc, argv);
-    if (!config) return 2;
-    zerg::termination_signals signals;
-    zerg::server<http_reactor> server(*config);
-    server.start();
-    std::printf("listening on %s\n", server.local_endpoint().to_string().c_str());
-    std::fflush(stdout);
-    signals.wait();
-    server.stop();
-}
+int main(int argc, char** argv) { return example::serve<http_reactor>(argc, argv); }

@@ -5,7 +5,7 @@
 
 #include <zerg/zerg.hpp>
 
-#include "../common/options.hpp"
+#include "../common/serve.hpp"
 
 #include <charconv>
 #include <cstdio>
@@ -132,14 +132,4 @@ private:
 using resp_reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<4096>,
                                          zerg::plain_submission, resp_server>;
 
-int main(int argc, char** argv) {
-    auto config = example::parse_options(argc, argv);
-    if (!config) return 2;
-    zerg::termination_signals signals;
-    zerg::server<resp_reactor> server(*config);
-    server.start();
-    std::printf("listening on %s\n", server.local_endpoint().to_string().c_str());
-    std::fflush(stdout);
-    signals.wait();
-    server.stop();
-}
+int main(int argc, char** argv) { return example::serve<resp_reactor>(argc, argv); }
