@@ -62,6 +62,7 @@ struct options {
     std::string csv = "bench-results.csv";
     std::string svg = "bench-results.svg";
     unsigned max_connections = 4096;
+    unsigned max_wait_ms = 0;  // see server_config::max_wait; set under valgrind
 };
 
 // ---- server side (--serve) ------------------------------------------------
@@ -83,6 +84,7 @@ int serve_zerg(const options& o) {
     config.address = "127.0.0.1";
     config.reactors = o.reactors;
     config.max_connections = o.max_connections;
+    config.max_wait = std::chrono::milliseconds(o.max_wait_ms);
     zerg::server<Reactor> server(config);
     zerg::termination_signals signals;
     server.start();
@@ -264,6 +266,9 @@ server_process launch(const std::string& name, const options& o, unsigned server
     std::vector<std::string> argv = wrapper;
     argv.insert(argv.end(), {self_path(), "--serve", name, "--reactors", std::to_string(o.reactors), "--cpu",
                              std::to_string(server_cpu), "--max-connections", std::to_string(o.max_connections)});
+    // valgrind holds its lock across io_uring_enter: cap each sleep so the
+    // server's other threads get to run (see server_config::max_wait).
+    if (!wrapper.empty()) argv.insert(argv.end(), {"--max-wait-ms", "1"});
     server_process s;
     s.proc = std::make_unique<child>(argv, !wrapper.empty());
     std::string first = s.proc->line(timeout);
@@ -507,6 +512,7 @@ int main(int argc, char** argv) {
         else if (a == "--depth") o.depth = static_cast<unsigned>(std::stoi(next()));
         else if (a == "--reactors") o.reactors = static_cast<unsigned>(std::stoi(next()));
         else if (a == "--max-connections") o.max_connections = static_cast<unsigned>(std::stoi(next()));
+        else if (a == "--max-wait-ms") o.max_wait_ms = static_cast<unsigned>(std::stoi(next()));
         else if (a == "--only") o.only = next();
         else if (a == "--csv") o.csv = next();
         else if (a == "--svg") o.svg = next();

@@ -75,6 +75,8 @@ public:
             // While paused, look again every 10 ms for room.
             if (paused_)
                 ring_->submit_and_wait_for(1, std::chrono::milliseconds(10));
+            else if (config_.max_wait.count())
+                ring_->submit_and_wait_for(1, config_.max_wait);
             else
                 ring_->submit_and_wait(1);
         }

@@ -34,6 +34,11 @@ struct server_config {
     bool pin_reactors = false;           // pin reactor i to CPU (first_cpu + i) % cpus
     unsigned first_cpu = 0;
     std::chrono::milliseconds stop_deadline{5000};  // graceful close limit in stop()
+    // The longest one io_uring_enter may sleep, 0 = until a completion. Only
+    // for environments that cannot see a thread blocked in io_uring_enter as
+    // blocked (valgrind 3.19 runs threads one at a time and holds its lock
+    // across that call, so an idle reactor would stall every other thread).
+    std::chrono::milliseconds max_wait{0};
     // Deadlines per connection, 0 = none. Kept in user space (one sorted
     // intrusive list each), never as a kernel timeout per operation.
     std::chrono::milliseconds idle_timeout{0};   // no byte in or out for this long

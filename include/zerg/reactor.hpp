@@ -296,6 +296,8 @@ void basic_reactor<B, Q, S, H>::wait() {
         // Sleep no longer than the earliest deadline (at least 1 ms).
         auto left = next_deadline() - std::chrono::steady_clock::now();
         res = ring_->submit_and_wait_for(1, std::max<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)));
+    } else if (config_.max_wait.count()) {
+        res = ring_->submit_and_wait_for(1, config_.max_wait);
     } else {
         res = ring_->submit_and_wait(1);
     }
