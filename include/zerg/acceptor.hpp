@@ -32,7 +32,7 @@ struct acceptor_counters {
     reactor_counters::counter rearms;       // multishot accept armed again after the kernel ended it
     reactor_counters::counter errors;       // EMFILE, ENFILE, ENOMEM... (accepting backs off)
     reactor_counters::counter pauses;       // every reactor was full
-    reactor_counters::counter rejected;     // no reactor would take the connection
+    reactor_counters::counter rejected;     // still waiting for room when the server stopped (closed)
     reactor_counters::counter handoff_retries;  // a MSG_RING failed and the fd went through the queue
 };
 
@@ -43,9 +43,7 @@ public:
         : listener_(listener), config_(config), reactors_(std::move(reactors)), handed_(reactors_.size(), 0) {}
     acceptor(const acceptor&) = delete;
     acceptor& operator=(const acceptor&) = delete;
-    ~acceptor() {
-        for (int fd : waiting_) ::close(fd);
-    }
+    ~acceptor() { release(); }
 
     // Acceptor thread: makes its ring and arms the accept. Throws on failure.
     void setup() {
@@ -89,6 +87,16 @@ public:
     }
 
     const acceptor_counters& counters() const noexcept { return counters_; }
+
+    // After run() returned: closes the ring (ending the multishot accept,
+    // which holds the listening socket) and the connections still waiting
+    // for room, which count as rejected.
+    void release() noexcept {
+        ring_.reset();
+        for (int fd : waiting_) ::close(fd);
+        counters_.rejected.add(waiting_.size());
+        waiting_.clear();
+    }
 
 private:
     enum op : std::uint8_t { op_accept = 1, op_retry, op_stop, op_cancel };

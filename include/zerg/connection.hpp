@@ -41,8 +41,9 @@ struct connection_state_of<H> {
 }  // namespace detail
 
 // The reason a connection closed, as on_close sees it: empty for a close
-// the application asked for or a clean EOF from the peer; otherwise the
-// error (ECONNRESET, EPIPE, ETIMEDOUT, ECANCELED when the server stopped...).
+// the application asked for, a clean EOF from the peer or a graceful stop;
+// otherwise the error (ECONNRESET, EPIPE; ETIMEDOUT for a timeout or a stop
+// whose deadline passed; EPROTO when a coroutine handler threw).
 using close_reason = std::error_code;
 
 namespace detail {
@@ -208,6 +209,8 @@ private:
     bool wants_recv_ = false;     // arm (again) at the end of this iteration
     bool read_paused_ = false;
     bool send_in_flight_ = false;
+    bool starved_ = false;       // waits in the reactor's starved list for a buffer
+    bool armed_before_ = false;  // a receive was armed before (counts re-arms)
     std::size_t send_size_ = 0;
     close_reason reason_;
     detail::write_queue out_;

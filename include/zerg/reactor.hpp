@@ -176,6 +176,8 @@ private:
     std::uint16_t listener_port_ = 0;
     bool accept_armed_ = false;
     bool accept_paused_ = false;
+    std::vector<int> waiting_;               // accepted while the table was full (reuse_port)
+    std::vector<connection_type*> starved_;  // want to read while every buffer is out
     bool stopping_ = false;
     std::chrono::steady_clock::time_point stop_deadline_{};
     std::atomic<bool> stop_requested_{false};
@@ -197,10 +199,23 @@ void basic_reactor<B, Q, S, H>::setup() {
 
     uring::ring_options options;
     options.entries = config_.ring_entries;
-    options.cq_entries = config_.cq_entries ? config_.cq_entries : 2 * config_.ring_entries;
+    // The CQ holds at least one full batch, so a full batch is a sign that
+    // more completions wait, and the loop skips the sleep.
+    options.cq_entries = config_.cq_entries ? config_.cq_entries : std::max(2 * config_.ring_entries, config_.completion_batch);
     S::configure(options);
     ring_.emplace(options);
     ring_flags_ = ring_->setup_flags();
+    {
+        // Multishot receive (6.0) has no fallback in the reactor; the kernel
+        // added SEND_ZC in the same release, so its opcode tells.
+        io_uring_probe* probe = io_uring_get_probe_ring(ring_->native());
+        bool recent = probe && io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
+        if (probe) io_uring_free_probe(probe);
+        if (!recent)
+            throw std::system_error(std::make_error_code(std::errc::function_not_supported),
+                                    "zerg::basic_reactor needs Linux 6.0 or newer (multishot receive with provided "
+                                    "buffers); bin/uring-info shows what this kernel has");
+    }
     for (auto const& fb : ring_->fallbacks())
         fallbacks_.push_back(std::string(uring::to_string(fb.what)) + ": " + fb.reason);
 
@@ -212,6 +227,7 @@ void basic_reactor<B, Q, S, H>::setup() {
     frame_pool::current() = &frames_;  // coroutine frames of this thread's connections
     unsigned slots = config_.max_connections;
     generations_.emplace(slots);
+    starved_.reserve(slots);
     table_ = std::make_unique<connection_type[]>(slots);
     for (std::uint32_t i = 0; i < slots; ++i) {
         connection_type& c = table_[i];
@@ -260,6 +276,14 @@ void basic_reactor<B, Q, S, H>::run() {
             do_work(c);
         }
         buffers_.publish();
+        if (!starved_.empty() && buffers_.in_use() < buffers_.count()) {
+            for (connection_type* c : starved_) {
+                c->starved_ = false;
+                if (!c->tearing_down_) do_work(*c);
+            }
+            starved_.clear();
+            buffers_.publish();
+        }
         counters_.buffers_in_use.set(buffers_.in_use());
 
         if (stop_requested_.load(std::memory_order_acquire) && !stopping_) begin_stop();
@@ -278,6 +302,16 @@ void basic_reactor<B, Q, S, H>::run() {
         wait();
     }
     ring_->submit();
+    // Let go of the port and the kernel resources now, not when the reactor
+    // object dies: after stop() nothing should still accept connections.
+    for (int fd : waiting_) ::close(fd);
+    waiting_.clear();
+    if (listener_ >= 0) {
+        ::close(listener_);
+        listener_ = -1;
+    }
+    buffers_ = B{};
+    ring_.reset();
 }
 
 template <class B, class Q, class S, class H>
@@ -310,9 +344,20 @@ void basic_reactor<B, Q, S, H>::wait() {
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::open(int fd) {
-    if (stopping_ || free_.empty()) {
+    if (stopping_) {
         ::close(fd);
         counters_.rejected.add();
+        return;
+    }
+    if (free_.empty()) {
+        if (!config_.reuse_port) {  // the acceptor never hands over past max_connections
+            ::close(fd);
+            counters_.rejected.add();
+            return;
+        }
+        // Own listener, table full: the multishot accept took more of the
+        // backlog than there is room for. These wait, they are not closed.
+        waiting_.push_back(fd);
         return;
     }
     connection_type& c = free_.front();
@@ -324,6 +369,8 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
     c.closing_ = c.shutting_down_ = c.shut_wr_done_ = c.tearing_down_ = c.close_submitted_ = false;
     c.recv_armed_ = c.read_paused_ = c.send_in_flight_ = false;
     c.wants_recv_ = true;
+    c.starved_ = false;
+    c.armed_before_ = false;
     c.reason_.clear();
     c.examined_ = 0;
     c.reader_ = c.flusher_ = {};
@@ -335,12 +382,14 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
     counters_.accepted.add();
     counters_.open_connections.add();
     counters_.busy_slots.add();
-    if (config_.reuse_port && free_.empty() && accept_armed_) {
+    if (config_.reuse_port && free_.empty() && !accept_paused_) {
         // Table full: stop taking connections; they wait in the backlog.
-        auto* s = sqe();
-        uring::prep_cancel(s, reactor_tag(op_accept));
-        uring::set_user_data(s, reactor_tag(op_cancel));
         accept_paused_ = true;
+        if (accept_armed_) {
+            auto* s = sqe();
+            uring::prep_cancel(s, reactor_tag(op_accept));
+            uring::set_user_data(s, reactor_tag(op_cancel));
+        }
     }
     if constexpr (handler_has_on_open<H>) handler_.on_open(c);
     if constexpr (coroutine_handler<H>) {
@@ -379,6 +428,7 @@ void basic_reactor<B, Q, S, H>::resume(connection_type& c, std::coroutine_handle
     auto h = std::exchange(waiting, {});
     h.resume();
     after_task_step(c);
+    track_input(c);
 }
 
 template <class B, class Q, class S, class H>
@@ -514,7 +564,18 @@ void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
         if (!c.send_in_flight_ && c.out_.empty()) begin_teardown(c);
         return;
     }
-    if (c.wants_recv_ && !c.recv_armed_ && !c.read_paused_) arm_recv(c);
+    if (c.wants_recv_ && !c.recv_armed_ && !c.read_paused_) {
+        if (buffers_.in_use() >= buffers_.count()) {
+            // Every buffer is held by handlers: arming now would only earn
+            // an ENOBUFS at once, again and again. Wait for one to come back.
+            if (!c.starved_) {
+                c.starved_ = true;
+                starved_.push_back(&c);
+            }
+        } else {
+            arm_recv(c);
+        }
+    }
     if (c.shutting_down_ && !c.shut_wr_done_ && !c.send_in_flight_ && c.out_.empty()) {
         auto* s = sqe();
         uring::prep_shutdown(s, c.fd_, SHUT_WR);
@@ -532,7 +593,8 @@ void basic_reactor<B, Q, S, H>::arm_recv(connection_type& c) {
     ++c.pending_;
     c.recv_armed_ = true;
     c.wants_recv_ = false;
-    counters_.recv_rearms.add();
+    if (c.armed_before_) counters_.recv_rearms.add();
+    c.armed_before_ = true;
 }
 
 template <class B, class Q, class S, class H>
@@ -555,7 +617,9 @@ void basic_reactor<B, Q, S, H>::submit_send(connection_type& c) {
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::abort(connection_type& c, std::error_code why) {
     if (!c.reason_) c.reason_ = why;
-    c.out_.clear(pool_);
+    // The kernel may still read the chunks of a send in flight; they go back
+    // to the pool when the slot is released.
+    if (!c.send_in_flight_) c.out_.clear(pool_);
     begin_teardown(c);
 }
 
@@ -604,6 +668,10 @@ void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
     // new generation so nothing addressed to this connection reaches the next.
     c.out_.clear(pool_);
     c.task_.reset();
+    if (c.starved_) {
+        starved_.erase(std::find(starved_.begin(), starved_.end(), &c));
+        c.starved_ = false;
+    }
     c.fd_ = -1;
     generations_->retire(c.slot_);
     if (c.in_work_list()) work_.erase(work_.iterator_to(c));
@@ -611,9 +679,14 @@ void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
     free_.push_back(c);
     counters_.busy_slots.sub();
     counters_.closed.add();
-    if (accept_paused_ && !stopping_) {
+    if (!waiting_.empty() && !stopping_) {
+        int fd = waiting_.front();
+        waiting_.erase(waiting_.begin());
+        open(fd);
+    } else if (accept_paused_ && !stopping_) {
+        // Re-armed here, or by on_accept when the cancelled accept reports back.
         accept_paused_ = false;
-        arm_accept();
+        if (!accept_armed_) arm_accept();
     }
 }
 

@@ -19,6 +19,7 @@
 #include <exception>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,7 +36,14 @@ public:
         : config_(std::move(config)), prototype_(std::move(prototype)) {}
     server(const server&) = delete;
     server& operator=(const server&) = delete;
-    ~server() { stop(); }
+    ~server() {
+        try {
+            stop();
+        } catch (...) {
+            // A reactor's failure was already reported to whoever called
+            // stop(); a destructor has nobody left to tell.
+        }
+    }
 
     // Binds, starts the reactors and the acceptor, and returns when
     // connections are being accepted. Throws std::system_error (with the
@@ -43,6 +51,8 @@ public:
     // running when any part fails.
     void start() {
         if (running_) return;
+        reactors_.clear();  // a server may be started again after stop()
+        acceptor_.reset();
         if (config_.reactors == 0) config_.reactors = 1;
         endpoint where = endpoint::parse(config_.address, config_.port, config_.dual_stack);
         if (!config_.reuse_port) {
@@ -58,12 +68,13 @@ public:
         try {
             for (unsigned i = 0; i < config_.reactors; ++i)
                 reactors_.push_back(std::make_unique<Reactor>(i, config_, prototype_));
-            for (auto& r : reactors_) start_thread([r = r.get()] { r->setup(); }, [r = r.get()] { r->run(); });
+            for (auto& r : reactors_)
+                threads_.push_back(start_thread([r = r.get()] { r->setup(); }, [r = r.get()] { r->run(); }));
             if (!config_.reuse_port) {
                 std::vector<Reactor*> targets;
                 for (auto& r : reactors_) targets.push_back(r.get());
                 acceptor_ = std::make_unique<acceptor<Reactor>>(listener_, config_, std::move(targets));
-                start_thread([a = acceptor_.get()] { a->setup(); }, [a = acceptor_.get()] { a->run(); });
+                acceptor_thread_ = start_thread([a = acceptor_.get()] { a->setup(); }, [a = acceptor_.get()] { a->run(); });
             }
         } catch (...) {
             running_ = true;
@@ -83,14 +94,15 @@ public:
     void stop() {
         if (!running_) return;
         running_ = false;
-        if (acceptor_) acceptor_->request_stop();
+        // The acceptor first, so no connection arrives at a stopping reactor.
+        if (acceptor_thread_.joinable()) {
+            acceptor_->request_stop();
+            acceptor_thread_.join();
+            acceptor_->release();  // its ring, and with it the accept holding the listener
+        }
         if (listener_ >= 0) {
             ::close(listener_);
             listener_ = -1;
-        }
-        if (!threads_.empty() && acceptor_) {
-            threads_.back().join();
-            threads_.pop_back();
         }
         for (auto& r : reactors_) r->request_stop();
         for (auto& t : threads_) t.join();
@@ -99,7 +111,12 @@ public:
             ::close(reuse_port_probe_);
             reuse_port_probe_ = -1;
         }
-        if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
+        std::exception_ptr failure;
+        {
+            std::lock_guard lock(failure_mutex_);
+            failure = std::exchange(failure_, nullptr);
+        }
+        if (failure) std::rethrow_exception(failure);
     }
 
     std::uint16_t port() const noexcept { return bound_.port(); }
@@ -140,14 +157,14 @@ public:
     }
 
 private:
-    // Runs `setup` then `loop` on a new thread; returns once setup is done
-    // and rethrows here what setup threw. An exception from the loop is kept
-    // and rethrown by stop().
+    // Runs `setup` then `loop` on a new thread, and returns it once setup is
+    // done; rethrows here what setup threw (that thread is joined by then).
+    // An exception from the loop is kept and rethrown by stop().
     template <class Setup, class Loop>
-    void start_thread(Setup setup, Loop loop) {
+    std::thread start_thread(Setup setup, Loop loop) {
         std::promise<void> ready;
         auto done = ready.get_future();
-        threads_.emplace_back([this, setup, loop, &ready] {
+        std::thread t([this, setup, loop, &ready] {
             try {
                 setup();
             } catch (...) {
@@ -158,23 +175,26 @@ private:
             try {
                 loop();
             } catch (...) {
-                failure_ = std::current_exception();
+                std::lock_guard lock(failure_mutex_);
+                if (!failure_) failure_ = std::current_exception();
             }
         });
         try {
             done.get();
         } catch (...) {
-            threads_.back().join();
-            threads_.pop_back();
+            t.join();
             throw;
         }
+        return t;
     }
 
     server_config config_;
     handler_type prototype_;
     std::vector<std::unique_ptr<Reactor>> reactors_;
     std::unique_ptr<acceptor<Reactor>> acceptor_;
-    std::vector<std::thread> threads_;
+    std::vector<std::thread> threads_;  // the reactors'
+    std::thread acceptor_thread_;
+    std::mutex failure_mutex_;
     std::exception_ptr failure_;
     endpoint bound_;
     int listener_ = -1;

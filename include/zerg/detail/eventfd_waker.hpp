@@ -6,7 +6,8 @@
 // producer first publishes its item and then looks at `sleeping_`. Both
 // sides use sequentially consistent operations, so at least one of them sees
 // the other's write: either the reactor finds the item, or the producer finds
-// the flag and writes the eventfd. The flag is cleared by whoever wins the
+// the flag and writes the eventfd. (The producer side needs a full fence:
+// its publish may be only a release store.) The flag is cleared by whoever wins the
 // exchange, so one sleep costs at most one write.
 #pragma once
 
@@ -53,7 +54,11 @@ public:
 
     // Producer thread, after publishing an item.
     void notify() noexcept {
-        if (!sleeping_.load(std::memory_order_seq_cst)) return;  // busy: free
+        // The item may have been published with a release store (spsc_queue);
+        // without a full fence the load below could be ordered before it,
+        // and both sides would miss each other.
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (!sleeping_.load(std::memory_order_relaxed)) return;  // busy: no system call
         if (!sleeping_.exchange(false, std::memory_order_seq_cst)) return;
         std::uint64_t one = 1;
         [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);

@@ -126,6 +126,7 @@ concept buffer_policy = std::default_initializable<B> && requires(B b, const B c
     b.publish();                         // end of loop iteration
     { cb.group() } -> std::convertible_to<std::uint16_t>;
     { cb.in_use() } -> std::convertible_to<unsigned>;
+    { cb.count() } -> std::convertible_to<unsigned>;
     { cb.fallback() } -> std::convertible_to<std::string>;
 };
 

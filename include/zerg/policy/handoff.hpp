@@ -159,10 +159,18 @@ private:
     detail::queue_inbox<boost::lockfree::queue<int, boost::lockfree::capacity<4096>>> fallback_queue_;
 };
 
+namespace detail {
+// Stands for the reactor's callback in the concept: drain() must take any
+// callable, as the reactor passes a lambda.
+struct fd_sink {
+    void operator()(int) const noexcept {}
+};
+}  // namespace detail
+
 // What basic_reactor and the acceptor call on a Queue policy.
 template <class Q>
 concept handoff_policy = std::default_initializable<Q> &&
-    requires(Q q, const Q cq, int fd, uring::ring& ring, uring::ring* producer, inbox_tags tags, void (*on_fd)(int)) {
+    requires(Q q, const Q cq, int fd, uring::ring& ring, uring::ring* producer, inbox_tags tags, detail::fd_sink on_fd) {
         { Q::name } -> std::convertible_to<const char*>;
         { Q::single_producer } -> std::convertible_to<bool>;
         q.setup(ring, tags);                          // reactor thread, once
