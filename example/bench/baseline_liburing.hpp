@@ -89,8 +89,10 @@ inline int open_listener(const std::string& address, std::uint16_t port, std::ui
 
 class liburing_echo_server {
 public:
-    liburing_echo_server(std::string address, std::uint16_t port, unsigned threads)
-        : address_(std::move(address)), port_(port), thread_count_(threads ? threads : 1) {}
+    // `max_wait_ms` > 0 caps each sleep in io_uring_enter: valgrind holds its
+    // lock across that call, so an idle worker would stall the other threads.
+    liburing_echo_server(std::string address, std::uint16_t port, unsigned threads, unsigned max_wait_ms = 0)
+        : address_(std::move(address)), port_(port), thread_count_(threads ? threads : 1), max_wait_ms_(max_wait_ms) {}
     liburing_echo_server(const liburing_echo_server&) = delete;
     liburing_echo_server& operator=(const liburing_echo_server&) = delete;
     ~liburing_echo_server() { stop(); }
@@ -101,6 +103,7 @@ public:
             for (unsigned i = 0; i < thread_count_; ++i) {
                 workers_.push_back(std::make_unique<worker>());
                 worker& w = *workers_.back();
+                w.max_wait_ms = max_wait_ms_;
                 // The first listener fixes the port the others must share.
                 w.listener = uring_detail::open_listener(address_, port_, port_);
                 // Blocking for the same reason as the listener: the ring waits on it.
@@ -155,6 +158,7 @@ private:
     };
 
     struct worker {
+        unsigned max_wait_ms = 0;
         int listener = -1, stop_event = -1;
         std::thread thread;
         std::promise<void> ready;
@@ -205,7 +209,15 @@ private:
             ready.set_value();
             while (!stopping) {
                 publish_buffers();
-                int r = io_uring_submit_and_wait(&ring, 1);
+                int r;
+                if (max_wait_ms) {
+                    __kernel_timespec limit{0, static_cast<long long>(max_wait_ms) * 1'000'000};
+                    io_uring_cqe* first = nullptr;
+                    r = io_uring_submit_and_wait_timeout(&ring, &first, 1, &limit, nullptr);
+                    if (r == -ETIME) r = 0;
+                } else {
+                    r = io_uring_submit_and_wait(&ring, 1);
+                }
                 if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) die("io_uring_submit_and_wait", -r);
                 reap();
             }
@@ -515,6 +527,7 @@ private:
     std::string address_;
     std::uint16_t port_;
     unsigned thread_count_;
+    unsigned max_wait_ms_ = 0;
     std::vector<std::unique_ptr<worker>> workers_;
 };
 

@@ -103,7 +103,7 @@ int serve_baseline_epoll(const options& o) {
     return serve(server, "");
 }
 int serve_baseline_liburing(const options& o) {
-    baseline::liburing_echo_server server("127.0.0.1", 0, o.reactors);
+    baseline::liburing_echo_server server("127.0.0.1", 0, o.reactors, o.max_wait_ms);
     return serve(server, "");
 }
 

@@ -28,10 +28,17 @@ inline constexpr std::size_t max_inline = 64 * 1024;
 
 namespace detail {
 // Reads a decimal line ("<digits>\r\n", optionally negative) at `at`.
-inline parse_status read_number(const zerg::buffer_sequence& in, std::size_t& at, long long& value) {
+inline parse_status read_number(const zerg::buffer_sequence& in, std::size_t& at, long long& value, std::string& error) {
     auto eol = in.find(std::string_view("\r\n"), at);
-    if (!eol) return in.size() - at > 32 ? parse_status::malformed : parse_status::incomplete;
-    if (*eol == at || *eol - at > 20) return parse_status::malformed;
+    if (!eol) {
+        if (in.size() - at <= 32) return parse_status::incomplete;
+        error = "length line too long";
+        return parse_status::malformed;
+    }
+    if (*eol == at || *eol - at > 20) {
+        error = *eol == at ? "empty length" : "length too long";
+        return parse_status::malformed;
+    }
     bool negative = false;
     value = 0;
     for (std::size_t i = at; i < *eol; ++i) {
@@ -40,7 +47,10 @@ inline parse_status read_number(const zerg::buffer_sequence& in, std::size_t& at
             negative = true;
             continue;
         }
-        if (c < '0' || c > '9') return parse_status::malformed;
+        if (c < '0' || c > '9') {
+            error = "invalid length";
+            return parse_status::malformed;
+        }
         value = value * 10 + (c - '0');
     }
     if (negative) value = -value;
@@ -52,6 +62,7 @@ inline parse_status read_number(const zerg::buffer_sequence& in, std::size_t& at
 inline parse_status parse(const zerg::buffer_sequence& in, command& out) {
     out.args.clear();
     out.arena.clear();
+    out.error.clear();
     if (in.empty()) return parse_status::incomplete;
     if (static_cast<char>(in[0]) != '*') {
         // Inline command: words separated by spaces, ended by \n.
@@ -73,7 +84,7 @@ inline parse_status parse(const zerg::buffer_sequence& in, command& out) {
     }
     std::size_t at = 1;
     long long count = 0;
-    if (auto s = detail::read_number(in, at, count); s != parse_status::complete) return s;
+    if (auto s = detail::read_number(in, at, count, out.error); s != parse_status::complete) return s;
     if (count < 0 || static_cast<std::size_t>(count) > max_args) {
         out.error = "invalid multibulk length";
         return parse_status::malformed;
@@ -90,7 +101,7 @@ inline parse_status parse(const zerg::buffer_sequence& in, command& out) {
         }
         ++at;
         long long len = 0;
-        if (auto s = detail::read_number(in, at, len); s != parse_status::complete) return s;
+        if (auto s = detail::read_number(in, at, len, out.error); s != parse_status::complete) return s;
         if (len < 0 || static_cast<std::size_t>(len) > max_bulk) {
             out.error = "invalid bulk length";
             return parse_status::malformed;

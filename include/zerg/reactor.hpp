@@ -409,11 +409,15 @@ void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes
     } else {
         if (c.input_.full()) c.input_.spill();
         c.input_.push(bytes.data, bytes.size, bytes.buffer_id);
+        std::size_t before = c.input_.size();
         if constexpr (sequence_handler<H>) {
             handler_.on_data(c, c.input_);
         } else if (c.reader_ && c.input_.size() > c.examined_) {
             resume(c, c.reader_);
         }
+        // A message was completed: what is left is a new partial one, whose
+        // read deadline starts now.
+        if (c.input_.size() < before && c.detail::read_hook::is_linked()) reading_.erase(reading_.iterator_to(c));
         // Bytes left for later: off the ring when it runs low (a quarter
         // left), so a slow parser never starves other connections.
         if (!c.input_.empty() && c.input_.ring_segments() && buffers_.in_use() * 4 > buffers_.count() * 3)

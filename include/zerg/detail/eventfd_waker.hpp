@@ -2,13 +2,15 @@
 // without a system call while the reactor is busy.
 //
 // The reactor keeps a read of an eventfd armed in its ring. Before it
-// sleeps it raises `sleeping_` and then looks at its inbox once more; a
-// producer first publishes its item and then looks at `sleeping_`. Both
-// sides use sequentially consistent operations, so at least one of them sees
-// the other's write: either the reactor finds the item, or the producer finds
-// the flag and writes the eventfd. (The producer side needs a full fence:
-// its publish may be only a release store.) The flag is cleared by whoever wins the
-// exchange, so one sleep costs at most one write.
+// sleeps it raises `sleeping_` with an exchange and then looks at its inbox
+// once more; a producer first publishes its item and then clears the flag
+// with a fetch_and. Both are read-modify-writes of the same atomic, so one of
+// them comes first in its modification order: if the producer's is first,
+// the reactor's exchange reads from it and so sees the published item; if
+// the reactor's is first, the producer reads the raised flag and writes the
+// eventfd. Whoever clears a raised flag wakes, so one sleep costs at most one
+// write. (Plain stores and loads would not do: a producer's publish may be a
+// mere release store, which a later load can overtake.)
 #pragma once
 
 #include <zerg/uring/error.hpp>
@@ -45,21 +47,16 @@ public:
     // inbox after the flag is up. Returns true when it is safe to sleep.
     template <class InboxEmpty>
     bool prepare_to_sleep(InboxEmpty inbox_empty) noexcept {
-        sleeping_.store(true, std::memory_order_seq_cst);
+        sleeping_.exchange(1, std::memory_order_seq_cst);
         if (inbox_empty()) return true;
-        sleeping_.store(false, std::memory_order_relaxed);
+        sleeping_.store(0, std::memory_order_relaxed);
         return false;
     }
-    void awake() noexcept { sleeping_.store(false, std::memory_order_relaxed); }
+    void awake() noexcept { sleeping_.store(0, std::memory_order_relaxed); }
 
     // Producer thread, after publishing an item.
     void notify() noexcept {
-        // The item may have been published with a release store (spsc_queue);
-        // without a full fence the load below could be ordered before it,
-        // and both sides would miss each other.
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (!sleeping_.load(std::memory_order_relaxed)) return;  // busy: no system call
-        if (!sleeping_.exchange(false, std::memory_order_seq_cst)) return;
+        if (!sleeping_.fetch_and(0, std::memory_order_seq_cst)) return;  // busy: no system call
         std::uint64_t one = 1;
         [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
         writes_.fetch_add(1, std::memory_order_relaxed);
@@ -75,7 +72,7 @@ public:
     std::uint64_t writes() const noexcept { return writes_.load(std::memory_order_relaxed); }
 
 private:
-    alignas(64) std::atomic<bool> sleeping_{false};
+    alignas(64) std::atomic<unsigned> sleeping_{0};
     alignas(64) std::atomic<std::uint64_t> writes_{0};
     int fd_ = -1;
     std::uint64_t counter_ = 0;
