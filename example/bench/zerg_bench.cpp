@@ -393,6 +393,25 @@ void measure_memory(const options& o, unsigned server_cpu) {
             std::printf("%-34s failed: %s\n", c.name.c_str(), e.what());
         }
     }
+    // What one more reactor costs with default settings: the same server
+    // with one and with two reactors, idle.
+    try {
+        options one = o, two = o;
+        one.reactors = 1;
+        two.reactors = 2;
+        const std::string name = configurations().front().name;
+        auto a = launch(name, one, server_cpu);
+        std::uint64_t rss1 = rss_kib(a.proc->pid());
+        a.proc->stop(SIGTERM, std::chrono::seconds(10));
+        auto b = launch(name, two, server_cpu);
+        std::uint64_t rss2 = rss_kib(b.proc->pid());
+        b.proc->stop(SIGTERM, std::chrono::seconds(10));
+        std::printf("%s, default settings: %llu KiB resident with 1 reactor, %llu KiB with 2: %lld KiB per reactor\n",
+                    name.c_str(), static_cast<unsigned long long>(rss1), static_cast<unsigned long long>(rss2),
+                    static_cast<long long>(rss2) - static_cast<long long>(rss1));
+    } catch (const std::exception& e) {
+        std::printf("per-reactor size: failed: %s\n", e.what());
+    }
 }
 
 // HTTP: bin/http_plaintext (beside this program) under the project's own
