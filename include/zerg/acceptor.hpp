@@ -78,6 +78,18 @@ public:
             else
                 ring_->submit_and_wait(1);
         }
+        // End the accept and wait for its last CQE: until then the request
+        // holds the listening socket, and the port stays taken after stop().
+        if (accept_armed_) {
+            auto* s = ring_->get_sqe();
+            uring::prep_cancel(s, tag(op_accept));
+            uring::set_user_data(s, tag(op_cancel));
+            auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+            while (accept_armed_ && std::chrono::steady_clock::now() < deadline) {
+                ring_->submit_and_wait_for(1, std::chrono::milliseconds(10));
+                ring_->for_each_completion(on_cqe);
+            }
+        }
     }
 
     // Any thread.

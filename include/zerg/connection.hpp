@@ -107,8 +107,13 @@ public:
 
     // Writing in place: room for at least `min` bytes (up to one chunk);
     // commit() what was used.
-    std::span<std::byte> prepare(std::size_t min) { return out_.prepare(min, *pool_); }
+    // Empty when the connection no longer takes writes (as write() ignores them).
+    std::span<std::byte> prepare(std::size_t min) {
+        if (!is_open() && !shutting_down_) return {};
+        return out_.prepare(min, *pool_);
+    }
     void commit(std::size_t n) {
+        if (n == 0 || (!is_open() && !shutting_down_)) return;
         out_.commit(n);
         mark_for_work();
     }

@@ -327,8 +327,9 @@ void basic_reactor<B, Q, S, H>::wait() {
     if (stopping_) {
         res = ring_->submit_and_wait_for(1, std::chrono::milliseconds(10));
     } else if (timeouts_enabled() && !(idle_.empty() && reading_.empty() && writing_.empty())) {
-        // Sleep no longer than the earliest deadline (at least 1 ms).
-        auto left = next_deadline() - std::chrono::steady_clock::now();
+        // Sleep no longer than the earliest deadline (at least 1 ms), nor than max_wait.
+        std::chrono::nanoseconds left = next_deadline() - std::chrono::steady_clock::now();
+        if (config_.max_wait.count()) left = std::min<std::chrono::nanoseconds>(left, config_.max_wait);
         res = ring_->submit_and_wait_for(1, std::max<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)));
     } else if (config_.max_wait.count()) {
         res = ring_->submit_and_wait_for(1, config_.max_wait);
@@ -534,6 +535,10 @@ template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& cqe) {
     --c.pending_;
     c.send_in_flight_ = false;
+    if (c.tearing_down_) {  // aborted meanwhile: nothing more to send or time
+        finish_if_done(c);
+        return;
+    }
     if (cqe.res < 0) {
         abort(c, uring::result_error(cqe.res));  // EPIPE, ECONNRESET: the peer is gone
     } else {
@@ -672,6 +677,9 @@ void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
     // new generation so nothing addressed to this connection reaches the next.
     c.out_.clear(pool_);
     c.task_.reset();
+    if (c.detail::idle_hook::is_linked()) idle_.erase(idle_.iterator_to(c));
+    if (c.detail::read_hook::is_linked()) reading_.erase(reading_.iterator_to(c));
+    if (c.detail::write_hook::is_linked()) writing_.erase(writing_.iterator_to(c));
     if (c.starved_) {
         starved_.erase(std::find(starved_.begin(), starved_.end(), &c));
         c.starved_ = false;

@@ -13,6 +13,7 @@
 
 #include <support/client_io.hpp>
 #include <support/echo_client.hpp>
+#include <support/server_checks.hpp>
 #include <support/sockets.hpp>
 
 #include <execinfo.h>
@@ -151,25 +152,8 @@ zerg::server_config test_config(unsigned reactors = 1) {
     return config;
 }
 
-// Every connection closed, every slot free, every buffer back in the kernel.
-template <class R>
-void check_clean(const zerg::server<R>& s) {
-    bool clean = zerg::test::eventually([&] {
-        auto t = s.totals();
-        return t.open_connections == 0 && t.busy_slots == 0 && t.buffers_in_use == 0;
-    });
-    auto t = s.totals();
-    BOOST_TEST(clean, "open " << t.open_connections << ", busy slots " << t.busy_slots << ", buffers in use "
-                              << t.buffers_in_use);
-    BOOST_TEST(t.stale_completions == 0u);
-}
-
-void check(const zerg::test::echo_outcome& o, std::uint64_t expected_bytes) {
-    BOOST_TEST(o.error.empty(), o.error);
-    BOOST_TEST(!o.timed_out);
-    BOOST_TEST(o.mismatches == 0u);
-    BOOST_TEST(o.bytes_verified == expected_bytes);
-}
+using zerg::test::check;
+using zerg::test::check_clean;
 
 fd_guard connect_nodelay(std::uint16_t port) {
     auto fd = zerg::test::connect_loopback(port);

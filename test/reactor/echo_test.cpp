@@ -8,6 +8,7 @@
 #include <zerg/zerg.hpp>
 
 #include <support/echo_client.hpp>
+#include <support/server_checks.hpp>
 #include <support/sockets.hpp>
 
 #include <atomic>
@@ -61,25 +62,8 @@ void announce(const zerg::server<R>& s) {
     std::cout << '\n';
 }
 
-// Every connection closed, every slot free, every buffer back in the kernel.
-template <class R>
-void check_clean(const zerg::server<R>& s) {
-    bool clean = zerg::test::eventually([&] {
-        auto t = s.totals();
-        return t.open_connections == 0 && t.busy_slots == 0 && t.buffers_in_use == 0;
-    });
-    auto t = s.totals();
-    BOOST_TEST(clean, "open " << t.open_connections << ", busy slots " << t.busy_slots << ", buffers in use "
-                              << t.buffers_in_use);
-    BOOST_TEST(t.stale_completions == 0u);
-}
-
-void check(const zerg::test::echo_outcome& o, std::uint64_t expected_bytes) {
-    BOOST_TEST(o.error.empty(), o.error);
-    BOOST_TEST(!o.timed_out);
-    BOOST_TEST(o.mismatches == 0u);
-    BOOST_TEST(o.bytes_verified == expected_bytes);
-}
+using zerg::test::check;
+using zerg::test::check_clean;
 
 }  // namespace
 

@@ -12,6 +12,7 @@
 #include <zerg/zerg.hpp>
 
 #include <support/echo_client.hpp>
+#include <support/server_checks.hpp>
 #include <support/sockets.hpp>
 
 #include <arpa/inet.h>
@@ -261,25 +262,8 @@ std::size_t thread_count() {
     return n;
 }
 
-// Every connection closed, every slot free, every buffer back in the kernel.
-template <class R>
-void check_clean(const zerg::server<R>& s) {
-    bool clean = zerg::test::eventually([&] {
-        auto t = s.totals();
-        return t.open_connections == 0 && t.busy_slots == 0 && t.buffers_in_use == 0;
-    });
-    auto t = s.totals();
-    BOOST_TEST(clean, "open " << t.open_connections << ", busy slots " << t.busy_slots << ", buffers in use "
-                              << t.buffers_in_use);
-    BOOST_TEST(t.stale_completions == 0u);
-}
-
-void check(const zerg::test::echo_outcome& o, std::uint64_t expected_bytes) {
-    BOOST_TEST(o.error.empty(), o.error);
-    BOOST_TEST(!o.timed_out);
-    BOOST_TEST(o.mismatches == 0u);
-    BOOST_TEST(o.bytes_verified == expected_bytes);
-}
+using zerg::test::check;
+using zerg::test::check_clean;
 
 }  // namespace
 
@@ -971,4 +955,32 @@ BOOST_AUTO_TEST_CASE(start_fails_when_port_in_use) {
     auto client = zerg::test::connect_loopback(port);
     fd_guard accepted(::accept4(taken.get(), nullptr, nullptr, SOCK_CLOEXEC));
     BOOST_TEST(accepted.get() >= 0);
+}
+
+// stop() gives the port back before it returns: the same server can start
+// again on the same port at once, in both listener modes.
+BOOST_AUTO_TEST_CASE(port_is_free_when_stop_returns) {
+    for (bool reuse_port : {false, true}) {
+        BOOST_TEST_CONTEXT("reuse_port " << reuse_port) {
+            auto config = test_config(1);
+            config.reuse_port = reuse_port;
+            zerg::server<reactor<echo>> first(config);
+            first.start();
+            config.port = first.port();
+            first.stop();
+            unsigned failures = 0;
+            for (int i = 0; i < 10; ++i) {
+                zerg::server<reactor<echo>> again(config);
+                try {
+                    again.start();
+                    check(zerg::test::run_echo({again.port(), 1, 16, 1}), 16);
+                } catch (const std::system_error& e) {
+                    ++failures;
+                    BOOST_TEST_MESSAGE("start " << i << ": " << e.what());
+                }
+                again.stop();
+            }
+            BOOST_TEST(failures == 0u);
+        }
+    }
 }

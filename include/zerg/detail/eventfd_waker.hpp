@@ -49,10 +49,12 @@ public:
     bool prepare_to_sleep(InboxEmpty inbox_empty) noexcept {
         sleeping_.exchange(1, std::memory_order_seq_cst);
         if (inbox_empty()) return true;
-        sleeping_.store(0, std::memory_order_relaxed);
+        sleeping_.exchange(0, std::memory_order_seq_cst);
         return false;
     }
-    void awake() noexcept { sleeping_.store(0, std::memory_order_relaxed); }
+    // Read-modify-writes here too, so every change of the flag is in the one
+    // modification order the argument above relies on.
+    void awake() noexcept { sleeping_.exchange(0, std::memory_order_seq_cst); }
 
     // Producer thread, after publishing an item.
     void notify() noexcept {

@@ -40,7 +40,7 @@ inline std::string explain_setup_failure(int errno_value, int disabled_sysctl) {
             return why +
                    "The kernel was built without CONFIG_IO_URING, or a seccomp filter (a container "
                    "runtime's default profile) hides the io_uring system calls. Fix: run on Linux "
-                   "5.19 or newer with io_uring built in, or allow io_uring_setup, io_uring_enter "
+                   "6.0 or newer (what zerg's reactor needs) with io_uring built in, or allow io_uring_setup, io_uring_enter "
                    "and io_uring_register in the seccomp profile.";
         case EPERM:
             if (disabled_sysctl == 2)
