@@ -984,3 +984,29 @@ BOOST_AUTO_TEST_CASE(port_is_free_when_stop_returns) {
         }
     }
 }
+
+// Kernel features hidden as if the kernel lacked them: the reactor takes
+// the fallback path, says so in fallbacks(), and serves all the same.
+BOOST_AUTO_TEST_CASE(fallbacks_are_reported_and_work) {
+    namespace uring = zerg::uring;
+    uring::scoped_hide no_msg_ring(uring::feature::msg_ring);
+    uring::scoped_hide no_incremental(uring::feature::buf_ring_incremental);
+    uring::scoped_hide no_defer(uring::feature::defer_taskrun);
+    using fallback_reactor =
+        zerg::basic_reactor<zerg::incremental_buffers<>, zerg::msg_ring_handoff, zerg::plain_submission, echo>;
+    zerg::server<fallback_reactor> s(test_config(2));
+    s.start();
+    auto has = [&](const char* prefix) {
+        for (auto const& fb : s.fallbacks())
+            if (fb.rfind(prefix, 0) == 0) return true;
+        return false;
+    };
+    BOOST_TEST(has("handoff: "));
+    BOOST_TEST(has("buffers: "));
+    BOOST_TEST(has("defer_taskrun: "));
+    BOOST_TEST(!(s.reactor(0).ring_flags() & IORING_SETUP_DEFER_TASKRUN));
+    check(zerg::test::run_echo({s.port(), 20, 3000, 8}), 20ull * 3000 * 8);
+    check_clean(s);
+    BOOST_TEST(s.totals().handoffs == 20u);
+    s.stop();
+}
