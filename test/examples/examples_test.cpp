@@ -43,7 +43,9 @@ BOOST_AUTO_TEST_CASE(custom_policy_example) { check_echo_server("custom_policy")
 BOOST_AUTO_TEST_CASE(bench_quick_mode_runs_and_verifies) {
     std::string csv = "/tmp/zerg-bench-test-" + std::to_string(::getpid()) + ".csv";
     std::string svg = "/tmp/zerg-bench-test-" + std::to_string(::getpid()) + ".svg";
-    std::string cmd = program("zerg-bench") + " --quick --no-perf --csv " + csv + " --svg " + svg + " 2>&1";
+    // A longer window than --quick alone: on a loaded 2-core machine a server
+    // pinned to a busy CPU can go a few hundred milliseconds without running.
+    std::string cmd = program("zerg-bench") + " --quick --duration 1500 --no-perf --csv " + csv + " --svg " + svg + " 2>&1";
     FILE* p = ::popen(cmd.c_str(), "r");
     BOOST_REQUIRE(p);
     std::string output;
