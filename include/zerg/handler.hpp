@@ -66,6 +66,12 @@ constexpr bool check_handler() {
                           static_cast<int>(coroutine_handler<H>) <=
                       1,
                   "zerg: a Handler takes received bytes one way only: on_data, on_ring_item or serve");
+    // The optional callbacks are found by their signature; one with a wrong
+    // signature would silently never be called, so a name alone must match.
+    static_assert(!requires { &H::on_open; } || handler_has_on_open<H>,
+                  "zerg: a Handler's on_open must be `void on_open(zerg::connection<Handler>&)`");
+    static_assert(!requires { &H::on_close; } || handler_has_on_close<H>,
+                  "zerg: a Handler's on_close must be `void on_close(zerg::connection<Handler>&, zerg::close_reason)`");
     return true;
 }
 
