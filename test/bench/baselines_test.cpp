@@ -145,15 +145,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(clients_vanish_mid_send, S, servers) {
     S s("127.0.0.1", 0, threads);
     s.start();
     const std::size_t fds_when_idle = open_fds();
-    std::vector<std::byte> half(128 * 1024, std::byte{0x5a});
-    for (int i = 0; i < 60; ++i) {
-        auto c = zerg::test::connect_loopback(s.port());
-        ::send(c.get(), half.data(), half.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (i % 2)
-            zerg::test::close_with_reset(c);  // RST: the server sees ECONNRESET
-        else
-            c.reset();  // FIN with the echo unread: the server's sends meet EPIPE / RST
-    }
+    zerg::test::vanish_mid_send(s.port(), 60);
     bool closed = zerg::test::eventually([&] { return open_fds() <= fds_when_idle; });
     BOOST_TEST(closed, open_fds() - fds_when_idle << " server sockets still open");
     // And the server still serves.

@@ -126,6 +126,21 @@ inline void close_with_reset(fd_guard& fd) {
     fd.reset();
 }
 
+// `count` clients each send 128 KiB and vanish without reading the echo:
+// every odd one with a reset (the server sees ECONNRESET), every even one
+// with a FIN (the server's sends then meet EPIPE or a reset).
+inline void vanish_mid_send(std::uint16_t port, int count) {
+    std::vector<std::byte> half(128 * 1024, std::byte{0x5a});
+    for (int i = 0; i < count; ++i) {
+        auto c = connect_loopback(port);
+        ::send(c.get(), half.data(), half.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (i % 2)
+            close_with_reset(c);
+        else
+            c.reset();
+    }
+}
+
 // Polls `condition` until it holds or `timeout` passes.
 template <class Condition>
 bool eventually(Condition condition, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {

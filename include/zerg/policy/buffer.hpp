@@ -93,23 +93,24 @@ private:
     std::vector<std::uint8_t> kernel_done_;
 };
 
-}  // namespace detail
-
-template <unsigned Size = 4096, unsigned Count = 1024>
-struct provided_buffers : detail::buffer_pool<false> {
+// The compile-time size and count both policies take, checked once.
+template <bool Incremental, unsigned Size, unsigned Count>
+struct sized_buffer_pool : buffer_pool<Incremental> {
     static_assert(Count && (Count & (Count - 1)) == 0 && Count <= 32768, "Count must be a power of two up to 32768");
     static_assert(Size > 0, "Size must be positive");
     static constexpr unsigned default_size = Size;
     static constexpr unsigned default_count = Count;
+};
+
+}  // namespace detail
+
+template <unsigned Size = 4096, unsigned Count = 1024>
+struct provided_buffers : detail::sized_buffer_pool<false, Size, Count> {
     static constexpr const char* name = "provided";
 };
 
 template <unsigned Size = 16384, unsigned Count = 256>
-struct incremental_buffers : detail::buffer_pool<true> {
-    static_assert(Count && (Count & (Count - 1)) == 0 && Count <= 32768, "Count must be a power of two up to 32768");
-    static_assert(Size > 0, "Size must be positive");
-    static constexpr unsigned default_size = Size;
-    static constexpr unsigned default_count = Count;
+struct incremental_buffers : detail::sized_buffer_pool<true, Size, Count> {
     static constexpr const char* name = "incremental";
 };
 
