@@ -17,7 +17,6 @@ struct coro_echo {
     }
 };
 
-using reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<4096>,
-                                    zerg::plain_submission, coro_echo>;
+using reactor = zerg::reactor<coro_echo>;  // every default policy (reactor_options.hpp)
 
 int main(int argc, char** argv) { return example::serve<reactor>(argc, argv); }

@@ -11,6 +11,7 @@ struct echo {
     void on_data(zerg::connection<echo>& c, std::span<const std::byte> bytes) { c.write(bytes); }
 };
 
-using reactor = zerg::basic_reactor<zerg::provided_buffers<>, locked_handoff<1024>, zerg::plain_submission, echo>;
+// One policy named, the others left at their defaults.
+using reactor = zerg::reactor<echo, zerg::handoff<locked_handoff<1024>>>;
 
 int main(int argc, char** argv) { return example::serve<reactor>(argc, argv); }

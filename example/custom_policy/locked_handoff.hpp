@@ -34,12 +34,16 @@ public:
             if (size_ == Capacity) return false;
             fds_[(head_ + size_++) % Capacity] = fd;
         }
-        if (sleeping_.exchange(false)) {  // wake only a sleeping reactor
+        wake();
+        return true;
+    }
+    // Any thread: wakes the reactor only if it sleeps.
+    void wake() {
+        if (sleeping_.exchange(false)) {
             std::uint64_t one = 1;
             [[maybe_unused]] auto n = ::write(eventfd_, &one, sizeof one);
             ++writes_;
         }
-        return true;
     }
     // Reactor thread.
     template <class OnFd>

@@ -8,8 +8,9 @@ struct echo {
     void on_data(zerg::connection<echo>& c, std::span<const std::byte> bytes) { c.write(bytes); }
 };
 
-// The policies are chosen here, at compile time.
-using echo_reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<4096>,
-                                         zerg::plain_submission, echo>;
+// The policies are chosen here, at compile time: every default
+// (zerg::reactor_defaults), or any one named, e.g.
+// zerg::reactor<echo, zerg::buffers<zerg::incremental_buffers<16384, 256>>>.
+using echo_reactor = zerg::reactor<echo>;
 
 int main(int argc, char** argv) { return example::serve<echo_reactor>(argc, argv); }

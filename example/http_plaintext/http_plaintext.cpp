@@ -70,7 +70,6 @@ private:
     std::time_t date_time_ = 0;
 };
 
-using http_reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<4096>,
-                                         zerg::plain_submission, http_server>;
+using http_reactor = zerg::reactor<http_server>;
 
 int main(int argc, char** argv) { return example::serve<http_reactor>(argc, argv); }

@@ -129,7 +129,6 @@ private:
     resp::command command_;
 };
 
-using resp_reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<4096>,
-                                         zerg::plain_submission, resp_server>;
+using resp_reactor = zerg::reactor<resp_server>;
 
 int main(int argc, char** argv) { return example::serve<resp_reactor>(argc, argv); }

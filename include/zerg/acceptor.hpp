@@ -1,8 +1,9 @@
 // zerg::acceptor<Reactor>: the thread that accepts connections and hands
 // them to reactors.
 //
-// One multishot accept (5.19) serves every connection; it is armed again
-// whenever the kernel ends it (a CQE without IORING_CQE_F_MORE). Accepted
+// One multishot accept (5.19, detail/multishot_accept.hpp, shared with the
+// reuse_port reactor) serves every connection; it is armed again whenever
+// the kernel ends it and backs off on EMFILE and friends. Accepted
 // sockets inherit TCP_NODELAY from the listener, so the acceptor makes no
 // per-connection system call of its own. When every reactor's table is
 // full, accepting pauses (connections wait in the listen backlog) and
@@ -12,6 +13,7 @@
 #include <zerg/config.hpp>
 #include <zerg/counters.hpp>
 #include <zerg/detail/eventfd_waker.hpp>
+#include <zerg/detail/multishot_accept.hpp>
 #include <zerg/policy/handoff.hpp>
 #include <zerg/uring/operations.hpp>
 #include <zerg/uring/ring.hpp>
@@ -21,17 +23,16 @@
 
 #include <atomic>
 #include <chrono>
-#include <optional>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace zerg {
 
-struct acceptor_counters {
-    reactor_counters::counter accepted;
-    reactor_counters::counter rearms;       // multishot accept armed again after the kernel ended it
-    reactor_counters::counter errors;       // EMFILE, ENFILE, ENOMEM... (accepting backs off)
-    reactor_counters::counter pauses;       // every reactor was full
+// The accept's own counts (accepted, rearms, errors, pauses: every reactor
+// was full) plus the hand-over's.
+struct acceptor_counters : accept_stats {
     reactor_counters::counter rejected;     // still waiting for room when the server stopped (closed)
     reactor_counters::counter handoff_retries;  // a MSG_RING failed and the fd went through the queue
 };
@@ -50,8 +51,11 @@ public:
         uring::ring_options options;
         options.entries = 256;
         ring_.emplace(options);
+        for (auto const& fb : ring_->fallbacks())
+            fallbacks_.push_back(std::string(uring::to_string(fb.what)) + ": " + fb.reason);
         capacity_ = static_cast<std::uint64_t>(config_.max_connections) * reactors_.size();
-        arm_accept();
+        accept_ = detail::multishot_accept(listener_, {tag(op_accept), tag(op_retry), tag(op_cancel)}, &counters_);
+        accept_.arm(*ring_);
         stop_waker_.arm(*ring_, tag(op_stop).raw());
         ring_->submit();
     }
@@ -61,17 +65,14 @@ public:
         auto on_cqe = [this](const io_uring_cqe& cqe) { dispatch(cqe); };
         while (!stop_.load(std::memory_order_acquire)) {
             ring_->for_each_completion(on_cqe);
-            if (paused_) {
+            if (accept_.paused()) {
                 // Room again: first the connections accepted while full, then
                 // the backlog.
                 while (!waiting_.empty() && try_hand_over(waiting_.front(), &*ring_)) waiting_.erase(waiting_.begin());
-                if (waiting_.empty() && open_total() < capacity_) {
-                    paused_ = false;
-                    if (!accept_armed_) arm_accept();
-                }
+                if (waiting_.empty() && open_total() < capacity_) accept_.resume(*ring_);
             }
             // While paused, look again every 10 ms for room.
-            if (paused_)
+            if (accept_.paused())
                 ring_->submit_and_wait_for(1, std::chrono::milliseconds(10));
             else if (config_.max_wait.count())
                 ring_->submit_and_wait_for(1, config_.max_wait);
@@ -80,12 +81,10 @@ public:
         }
         // End the accept and wait for its last CQE: until then the request
         // holds the listening socket, and the port stays taken after stop().
-        if (accept_armed_) {
-            auto* s = ring_->get_sqe();
-            uring::prep_cancel(s, tag(op_accept));
-            uring::set_user_data(s, tag(op_cancel));
+        if (accept_.armed()) {
+            accept_.cancel(*ring_);
             auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-            while (accept_armed_ && std::chrono::steady_clock::now() < deadline) {
+            while (accept_.armed() && std::chrono::steady_clock::now() < deadline) {
                 ring_->submit_and_wait_for(1, std::chrono::milliseconds(10));
                 ring_->for_each_completion(on_cqe);
             }
@@ -98,7 +97,10 @@ public:
         stop_waker_.signal();
     }
 
+    // Any thread: written only by the acceptor thread (relaxed).
     const acceptor_counters& counters() const noexcept { return counters_; }
+    // After setup(), any thread: what the acceptor's ring fell back from.
+    const std::vector<std::string>& fallbacks() const noexcept { return fallbacks_; }
 
     // After run() returned: closes the ring (ending the multishot accept,
     // which holds the listening socket) and the connections still waiting
@@ -128,21 +130,14 @@ private:
         return n;
     }
 
-    void arm_accept() {
-        auto* s = ring_->get_sqe();
-        uring::prep_accept_multishot(s, listener_, SOCK_CLOEXEC);
-        uring::set_user_data(s, tag(op_accept));
-        accept_armed_ = true;
-    }
-
     void dispatch(const io_uring_cqe& cqe) {
         uring::user_data ud(cqe.user_data);
         switch (ud.kind()) {
             case op_accept:
-                on_accept(cqe);
+                accept_.on_accept(*ring_, cqe, stop_.load(std::memory_order_relaxed), [this](int fd) { take(fd); });
                 break;
             case op_retry:
-                if (!paused_ && !accept_armed_) arm_accept();
+                accept_.on_retry(*ring_, stop_.load(std::memory_order_relaxed));
                 break;
             case msg_ring_handoff::failed_kind: {
                 // A MSG_RING could not be posted (the target's CQ was full,
@@ -154,7 +149,7 @@ private:
                 --handed_[static_cast<std::size_t>(ud.generation()) % handed_.size()];
                 if (!try_hand_over(fd, nullptr)) {
                     waiting_.push_back(fd);
-                    if (!paused_) pause();
+                    accept_.pause(*ring_);
                 }
                 break;
             }
@@ -163,40 +158,14 @@ private:
         }
     }
 
-    void on_accept(const io_uring_cqe& cqe) {
-        if (cqe.res >= 0) {
-            counters_.accepted.add();
-            // Already accepted when every table is full (a multishot accept
-            // takes the backlog in one go): it waits here, not closed.
-            if (paused_ || !try_hand_over(cqe.res, &*ring_)) {
-                waiting_.push_back(cqe.res);
-                if (!paused_) pause();
-            }
-            if (!paused_ && open_total() >= capacity_) pause();
+    // An accepted socket. Already accepted when every table is full (a
+    // multishot accept takes the backlog in one go): it waits here, not closed.
+    void take(int fd) {
+        if (accept_.paused() || !try_hand_over(fd, &*ring_)) {
+            waiting_.push_back(fd);
+            accept_.pause(*ring_);
         }
-        if (uring::cqe_has_more(cqe)) return;
-        accept_armed_ = false;
-        if (stop_.load(std::memory_order_relaxed) || paused_) return;
-        if (cqe.res < 0 && cqe.res != -ECANCELED) {
-            // EMFILE and friends: back off instead of spinning on the error.
-            counters_.errors.add();
-            auto* s = ring_->get_sqe();
-            uring::prep_timeout(s, &backoff_);
-            uring::set_user_data(s, tag(op_retry));
-            return;
-        }
-        counters_.rearms.add();
-        arm_accept();
-    }
-
-    void pause() {
-        paused_ = true;
-        counters_.pauses.add();
-        if (accept_armed_) {
-            auto* s = ring_->get_sqe();
-            uring::prep_cancel(s, tag(op_accept));
-            uring::set_user_data(s, tag(op_cancel));
-        }
+        if (open_total() >= capacity_) accept_.pause(*ring_);
     }
 
     // Hands `fd` to a reactor with room, chosen by the placement policy.
@@ -233,15 +202,14 @@ private:
     std::vector<Reactor*> reactors_;
     std::optional<uring::ring> ring_;
     detail::eventfd_waker stop_waker_;
+    detail::multishot_accept accept_;
     acceptor_counters counters_;
+    std::vector<std::string> fallbacks_;
     std::atomic<bool> stop_{false};
     std::uint64_t capacity_ = 0;
     std::size_t next_ = 0;
     std::vector<std::uint64_t> handed_;  // per reactor, only ever grows (but for failed MSG_RINGs)
     std::vector<int> waiting_;           // accepted while every reactor was full
-    bool accept_armed_ = false;
-    bool paused_ = false;
-    __kernel_timespec backoff_{0, 10'000'000};
 };
 
 }  // namespace zerg

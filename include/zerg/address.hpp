@@ -76,7 +76,12 @@ struct endpoint {
 
 // A listening TCP socket. TCP_NODELAY is set on the listener: Linux copies
 // it to every accepted socket, so no per-connection setsockopt is needed.
-inline int open_listener(const endpoint& where, bool dual_stack, int backlog, bool reuse_port, endpoint* bound = nullptr) {
+// A TCP socket bound to `where` (SO_REUSEADDR, TCP_NODELAY, and
+// SO_REUSEPORT when asked), not listening. A bound socket that does not
+// listen holds its port without joining the SO_REUSEPORT group, so no
+// connection is ever hashed to it: server::start() picks the reactors'
+// shared port this way.
+inline int bind_socket(const endpoint& where, bool dual_stack, bool reuse_port, endpoint* bound = nullptr) {
     int fd = ::socket(where.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) uring::throw_result(errno, "zerg: socket");
     auto fail = [fd](const char* what) {
@@ -93,10 +98,20 @@ inline int open_listener(const endpoint& where, bool dual_stack, int backlog, bo
         if (::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only, sizeof one) < 0) fail("IPV6_V6ONLY");
     }
     if (::bind(fd, where.get(), where.length) < 0) fail(("bind " + where.to_string()).c_str());
-    if (::listen(fd, backlog) < 0) fail("listen");
     if (bound) {
         bound->length = sizeof bound->storage;
         ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound->storage), &bound->length);
+    }
+    return fd;
+}
+
+// bind_socket() plus listen(backlog).
+inline int open_listener(const endpoint& where, bool dual_stack, int backlog, bool reuse_port, endpoint* bound = nullptr) {
+    int fd = bind_socket(where, dual_stack, reuse_port, bound);
+    if (::listen(fd, backlog) < 0) {
+        int e = errno;
+        ::close(fd);
+        uring::throw_result(e, "zerg: listen");
     }
     return fd;
 }

@@ -41,6 +41,9 @@ public:
         release_ = release;
         context_ = context;
     }
+    // Hands one buffer back the way this sequence does (ring-item handlers
+    // hold buffers outside any sequence; connection::release comes here).
+    void release_buffer(std::uint16_t buffer_id) const noexcept { release_(context_, buffer_id); }
 
     std::size_t size() const noexcept { return size_; }
     bool empty() const noexcept { return size_ == 0; }

@@ -3,21 +3,22 @@
 // Connections live in a reactor's pre-allocated table and are reused; a
 // handler gets a reference in each callback and must not keep it past
 // on_close. Every member is for the reactor's own thread only.
+//
+// Its life is the two machines of detail/connection_phase.hpp (phase and
+// read state); its outbound side is a detail::send_path; its deadlines are
+// kept by the reactor's detail::deadlines through the hooks below.
 #pragma once
 
 #include <zerg/buffer_sequence.hpp>
 #include <zerg/buffer_writer.hpp>
-#include <zerg/detail/write_queue.hpp>
+#include <zerg/detail/connection_phase.hpp>
+#include <zerg/detail/deadlines.hpp>
+#include <zerg/detail/send_path.hpp>
 #include <zerg/ring_item.hpp>
 #include <zerg/task.hpp>
-#include <zerg/uring/user_data.hpp>
 
 #include <boost/intrusive/list.hpp>
 
-#include <sys/socket.h>
-#include <sys/uio.h>
-
-#include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -38,6 +39,17 @@ template <class H>
 struct connection_state_of<H> {
     using type = typename H::connection_state;
 };
+
+struct table_tag;
+struct work_tag;
+struct starved_tag;
+// A connection sits in the reactor's table (free or live list), while it
+// has something to do this iteration in its work list, while it waits for
+// a receive buffer in the starved list, and in each deadline list that
+// applies to it (deadlines.hpp): one hook each, no allocation.
+using table_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<table_tag>, safe_link>;
+using work_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<work_tag>, safe_link>;
+using starved_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<starved_tag>, safe_link>;
 }  // namespace detail
 
 // The reason a connection closed, as on_close sees it: empty for a close
@@ -46,26 +58,7 @@ struct connection_state_of<H> {
 // whose deadline passed; EPROTO when a coroutine handler threw).
 using close_reason = std::error_code;
 
-namespace detail {
-struct table_tag;
-struct work_tag;
-struct idle_tag;
-struct read_tag;
-struct write_tag;
-using safe = boost::intrusive::link_mode<boost::intrusive::safe_link>;
-// A connection sits in the reactor's table (free or live list) and, while it
-// has something to do this iteration, in its work list: two hooks, no allocation.
-using table_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<table_tag>, safe>;
-using work_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<work_tag>, safe>;
-// Timeouts: a connection sits in each list whose deadline applies to it. All
-// connections share one timeout per list, so appending at "now" keeps every
-// list sorted by deadline, and expiry only ever looks at the front.
-using idle_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<idle_tag>, safe>;
-using read_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<read_tag>, safe>;
-using write_hook = boost::intrusive::list_base_hook<boost::intrusive::tag<write_tag>, safe>;
-}  // namespace detail
-
-template <class Connection>
+// What co_await c.read() returns.
 struct read_result {
     // Every byte received and not yet consumed.
     buffer_sequence& buffer;
@@ -76,6 +69,7 @@ struct read_result {
 template <class Handler>
 class connection : public detail::table_hook,
                    public detail::work_hook,
+                   public detail::starved_hook,
                    public detail::idle_hook,
                    public detail::read_hook,
                    public detail::write_hook {
@@ -92,15 +86,16 @@ public:
     // Index in the reactor's table; unique among open connections.
     std::uint32_t slot() const noexcept { return slot_; }
     state_type& state() noexcept { return state_; }
-    bool is_open() const noexcept { return open_ && !closing_; }
+    // The peer may still send and replies may still be queued.
+    bool is_open() const noexcept { return life_.is_open(); }
 
     // Queues bytes to send, in order. Sends start when the callback returns
     // (one batch per loop iteration), and partial sends are resumed. When the
     // queue passes server_config::max_write_queue, reading pauses until it
-    // drains to half.
+    // drains to half. Ignored once the connection is closing.
     void write(std::span<const std::byte> bytes) {
-        if (!is_open() && !shutting_down_) return;
-        out_.append(bytes, *pool_);
+        if (!life_.accepts_writes()) return;
+        send_.append(bytes, *pool_);
         mark_for_work();
     }
     void write(std::string_view text) { write(std::as_bytes(std::span(text.data(), text.size()))); }
@@ -109,16 +104,16 @@ public:
     // commit() what was used.
     // Empty when the connection no longer takes writes (as write() ignores them).
     std::span<std::byte> prepare(std::size_t min) {
-        if (!is_open() && !shutting_down_) return {};
-        return out_.prepare(min, *pool_);
+        if (!life_.accepts_writes()) return {};
+        return send_.prepare(min, *pool_);
     }
     void commit(std::size_t n) {
-        if (n == 0 || (!is_open() && !shutting_down_)) return;
-        out_.commit(n);
+        if (n == 0 || !life_.accepts_writes()) return;
+        send_.commit(n);
         mark_for_work();
     }
 
-    std::size_t queued_bytes() const noexcept { return out_.size(); }
+    std::size_t queued_bytes() const noexcept { return send_.size(); }
 
     // A writer over this connection's outbound queue (see buffer_writer.hpp).
     buffer_writer<connection> writer() noexcept { return buffer_writer<connection>(*this); }
@@ -127,7 +122,7 @@ public:
     buffer_sequence& input() noexcept { return input_; }
 
     // Gives a ring_item's buffer back to the kernel (ring-item handlers).
-    void release(const ring_item& item) noexcept { input_release_(input_context_, item.buffer_id); }
+    void release(const ring_item& item) noexcept { input_.release_buffer(item.buffer_id); }
 
     // ---- coroutine API ------------------------------------------------------
     // co_await c.read(): the unconsumed bytes, once there is something not
@@ -137,7 +132,7 @@ public:
         connection* c;
         bool await_ready() const noexcept { return c->input_.size() > c->examined_ || !c->is_open(); }
         void await_suspend(std::coroutine_handle<> h) noexcept { c->reader_ = h; }
-        read_result<connection> await_resume() const noexcept { return {c->input_, !c->is_open()}; }
+        read_result await_resume() const noexcept { return {c->input_, !c->is_open()}; }
     };
     read_awaiter read() noexcept { return {this}; }
 
@@ -154,12 +149,12 @@ public:
     // false when the connection closed first.
     struct flush_awaiter {
         connection* c;
-        bool await_ready() const noexcept { return c->out_.empty() || c->tearing_down_; }
+        bool await_ready() const noexcept { return c->send_.empty() || c->life_.torn_down(); }
         void await_suspend(std::coroutine_handle<> h) noexcept { c->flusher_ = h; }
-        bool await_resume() const noexcept { return c->out_.empty() && !c->tearing_down_; }
+        bool await_resume() const noexcept { return c->send_.empty() && !c->life_.torn_down(); }
     };
     flush_awaiter flush() noexcept {
-        if (!out_.empty()) mark_for_work();
+        if (!send_.empty()) mark_for_work();
         return {this};
     }
     // write() then flush().
@@ -171,64 +166,47 @@ public:
 
     // Sends what is queued, then closes. Nothing more is read.
     void close() noexcept {
-        if (!open_ || closing_) return;
-        closing_ = true;
+        if (!life_.is_open()) return;
+        life_.move_to(detail::phase::draining);
         mark_for_work();
     }
     // Sends what is queued, then shuts down the sending side (the peer sees
     // EOF) and keeps reading until the peer closes too.
     void shutdown() noexcept {
-        if (!open_ || closing_) return;
-        shutting_down_ = true;
+        if (life_.now != detail::phase::open) return;
+        life_.move_to(detail::phase::half_closing);
         mark_for_work();
     }
 
 private:
     template <class, class, class, class>
     friend class basic_reactor;
+    friend class detail::deadlines<connection>;
     using work_list = boost::intrusive::list<connection, boost::intrusive::base_hook<detail::work_hook>>;
     using table_list = boost::intrusive::list<connection, boost::intrusive::base_hook<detail::table_hook>>;
+    using starved_list = boost::intrusive::list<connection, boost::intrusive::base_hook<detail::starved_hook>>;
 
     bool in_work_list() const noexcept { return detail::work_hook::is_linked(); }
     void mark_for_work() noexcept {
         if (!in_work_list()) work_->push_back(*this);
     }
 
-    using idle_list = boost::intrusive::list<connection, boost::intrusive::base_hook<detail::idle_hook>>;
-    using read_list = boost::intrusive::list<connection, boost::intrusive::base_hook<detail::read_hook>>;
-    using write_list = boost::intrusive::list<connection, boost::intrusive::base_hook<detail::write_hook>>;
-
     work_list* work_ = nullptr;
     detail::chunk_pool* pool_ = nullptr;
 
     int fd_ = -1;
     std::uint32_t slot_ = 0;
-    unsigned pending_ = 0;        // operations whose last CQE has not arrived
-    bool open_ = false;           // handed to the handler, on_close not yet called
-    bool closing_ = false;        // close requested: flush, then tear down
-    bool shutting_down_ = false;  // shutdown requested: flush, then SHUT_WR
-    bool shut_wr_done_ = false;
-    bool tearing_down_ = false;   // cancel issued; close follows when pending_ hits 0
-    bool close_submitted_ = false;
-    bool recv_armed_ = false;
-    bool wants_recv_ = false;     // arm (again) at the end of this iteration
-    bool read_paused_ = false;
-    bool send_in_flight_ = false;
-    bool starved_ = false;       // waits in the reactor's starved list for a buffer
-    bool armed_before_ = false;  // a receive was armed before (counts re-arms)
-    std::size_t send_size_ = 0;
+    unsigned pending_ = 0;      // operations whose last CQE has not arrived
+    std::uint32_t recv_arms_ = 0;  // receives armed in this connection's life (the first is not a re-arm)
+    detail::lifecycle life_;
     close_reason reason_;
-    detail::write_queue out_;
-    msghdr msg_{};
-    iovec iov_[8]{};
+    detail::send_path send_;
     buffer_sequence input_;
-    buffer_sequence::release_fn input_release_ = nullptr;
-    void* input_context_ = nullptr;
     std::size_t examined_ = 0;
     std::coroutine_handle<> reader_;
     std::coroutine_handle<> flusher_;
     task task_;
-    std::chrono::steady_clock::time_point idle_since_{}, read_since_{}, write_since_{};
+    detail::deadline_marks marks_;
     state_type state_{};
 };
 

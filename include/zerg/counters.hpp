@@ -1,14 +1,41 @@
 // Per-reactor counters. The reactor thread is the only writer (plain
 // relaxed stores, no locked instructions); any thread may read them at any
 // time.
+//
+// The list of counters exists once, in ZERG_REACTOR_COUNTERS below: the
+// live struct, the snapshot, the sum over reactors (server::totals()) and
+// anything that renders them by name (for_each_counter) are all made from
+// it, so a new counter is one line.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
+// X(name, kind, help): kind is counter (only grows) or gauge (goes up and down).
+#define ZERG_REACTOR_COUNTERS(X)                                                      \
+    X(open_connections, gauge, "connections open now")                                \
+    X(accepted, counter, "connections opened")                                        \
+    X(closed, counter, "connections fully closed (slot free again)")                  \
+    X(rejected, counter, "sockets handed over while the table was full or stopping") \
+    X(bytes_in, counter, "bytes received")                                            \
+    X(bytes_out, counter, "bytes sent")                                               \
+    X(buffers_in_use, gauge, "provided buffers out of the kernel's hands")            \
+    X(handoffs, counter, "connections received from the acceptor")                    \
+    X(wakeups, counter, "times the reactor was woken from sleep by its inbox")        \
+    X(enobufs, counter, "receives that found the buffer ring empty")                  \
+    X(recv_rearms, counter, "multishot receives armed again")                         \
+    X(read_pauses, counter, "times reading paused for backpressure")                  \
+    X(stale_completions, counter, "completions for a slot generation that is gone")   \
+    X(loop_iterations, counter, "reactor loop iterations")                            \
+    X(busy_slots, gauge, "slots not free (live or closing)")
+
 namespace zerg {
 
-struct reactor_counters {
+enum class counter_kind { counter, gauge };
+
+// Aligned so that the reactor's writes do not share a cache line with
+// whatever sits before it in the reactor object.
+struct alignas(64) reactor_counters {
     struct counter {
         std::atomic<std::uint64_t> value{0};
         void add(std::uint64_t n = 1) noexcept { value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
@@ -17,34 +44,48 @@ struct reactor_counters {
         std::uint64_t get() const noexcept { return value.load(std::memory_order_relaxed); }
     };
 
-    alignas(64) counter open_connections;  // live now
-    counter accepted;             // opened in total
-    counter closed;               // fully closed (slot free again)
-    counter rejected;             // handed over while the table was full
-    counter bytes_in;
-    counter bytes_out;
-    counter buffers_in_use;       // provided buffers out of the kernel's hands
-    counter handoffs;             // connections received from the acceptor
-    counter wakeups;              // times the reactor was woken from sleep by its inbox
-    counter enobufs;              // receives that found the buffer ring empty
-    counter recv_rearms;          // multishot receives armed again
-    counter read_pauses;          // reading paused for backpressure
-    counter stale_completions;    // CQEs for a slot generation that is gone
-    counter loop_iterations;
-    counter busy_slots;           // slots not free (live or closing)
+#define ZERG_COUNTER_MEMBER(name, kind, help) counter name;
+    ZERG_REACTOR_COUNTERS(ZERG_COUNTER_MEMBER)
+#undef ZERG_COUNTER_MEMBER
 };
 
-// A snapshot, for printing and tests.
+// A multishot accept's own counts (the acceptor's, or a reuse_port
+// reactor's listener).
+struct accept_stats {
+    reactor_counters::counter accepted;
+    reactor_counters::counter rearms;  // armed again after the kernel ended it
+    reactor_counters::counter errors;  // EMFILE, ENFILE, ENOMEM...: accepting backs off
+    reactor_counters::counter pauses;  // the table was full: accepting paused
+};
+
+// A snapshot, for printing, sums and tests.
 struct counters_snapshot {
-    std::uint64_t open_connections, accepted, closed, rejected, bytes_in, bytes_out, buffers_in_use, handoffs, wakeups,
-        enobufs, recv_rearms, read_pauses, stale_completions, loop_iterations, busy_slots;
+#define ZERG_SNAPSHOT_MEMBER(name, kind, help) std::uint64_t name = 0;
+    ZERG_REACTOR_COUNTERS(ZERG_SNAPSHOT_MEMBER)
+#undef ZERG_SNAPSHOT_MEMBER
+
+    counters_snapshot& operator+=(const counters_snapshot& o) noexcept {
+#define ZERG_SNAPSHOT_ADD(name, kind, help) name += o.name;
+        ZERG_REACTOR_COUNTERS(ZERG_SNAPSHOT_ADD)
+#undef ZERG_SNAPSHOT_ADD
+        return *this;
+    }
 };
 
 inline counters_snapshot snapshot(const reactor_counters& c) noexcept {
-    return {c.open_connections.get(), c.accepted.get(), c.closed.get(),     c.rejected.get(),
-            c.bytes_in.get(),         c.bytes_out.get(), c.buffers_in_use.get(), c.handoffs.get(),
-            c.wakeups.get(),          c.enobufs.get(),  c.recv_rearms.get(),  c.read_pauses.get(),
-            c.stale_completions.get(), c.loop_iterations.get(), c.busy_slots.get()};
+    counters_snapshot s;
+#define ZERG_SNAPSHOT_READ(name, kind, help) s.name = c.name.get();
+    ZERG_REACTOR_COUNTERS(ZERG_SNAPSHOT_READ)
+#undef ZERG_SNAPSHOT_READ
+    return s;
+}
+
+// Calls f(name, kind, help, value) for every counter of `s`, in list order.
+template <class F>
+void for_each_counter(const counters_snapshot& s, F&& f) {
+#define ZERG_SNAPSHOT_VISIT(name, kind, help) f(#name, counter_kind::kind, help, s.name);
+    ZERG_REACTOR_COUNTERS(ZERG_SNAPSHOT_VISIT)
+#undef ZERG_SNAPSHOT_VISIT
 }
 
 }  // namespace zerg

@@ -1,22 +1,32 @@
 // zerg::basic_reactor<Buffer, Queue, Submission, Handler>: one thread, one
-// ring, one provided-buffer ring, one connection table.
+// ring, one provided-buffer ring, one connection table; and
+// zerg::reactor<Handler, Options...>, the same with named policies and
+// defaults (reactor_options.hpp).
 //
 // The four policies are chosen at compile time (see policy/*.hpp); the
 // reactor inherits nothing virtual and calls the handler directly, so each
-// instantiation compiles to one inlined loop:
+// instantiation compiles to one inlined loop (run()):
 //
 //   1. take connections handed over by the acceptor (Queue policy);
 //   2. reap up to completion_batch CQEs and dispatch each with one switch on
 //      the operation kind in its user_data;
-//   3. for every connection touched: start sends, re-arm receives, pause or
-//      resume reading, finish closes; return buffers to the kernel (one
-//      publish for the whole iteration);
-//   4. one io_uring_enter that submits everything and waits for the next
+//   3. expire deadlines; for every connection touched: start sends, re-arm
+//      receives, pause or resume reading, finish closes;
+//   4. return buffers to the kernel (one publish for the whole iteration);
+//   5. one io_uring_enter that submits everything and waits for the next
 //      completion (or only collects, when the batch limit was hit).
 //
-// Thread-safety: hand_over() and request_stop() may be called from any
-// thread; counters() may be read from any thread; everything else belongs to
-// the reactor thread.
+// The concerns live in their own headers: a connection's phase and read
+// state in detail/connection_phase.hpp, its outbound side in
+// detail/send_path.hpp, the deadlines in detail/deadlines.hpp, the
+// reuse_port listener's accept in detail/multishot_accept.hpp. Every
+// operation on a connection goes through submit(), which counts it in the
+// connection's pending_: the slot is reused only once that count is back
+// to zero after the close, so no CQE can reach the slot's next connection.
+//
+// Thread-safety is given per member below: most belong to the reactor
+// thread; hand_over() to the Queue policy's producers; request_stop() and
+// counters() to any thread.
 #pragma once
 
 #include <zerg/address.hpp>
@@ -24,10 +34,14 @@
 #include <zerg/config.hpp>
 #include <zerg/connection.hpp>
 #include <zerg/counters.hpp>
+#include <zerg/detail/connection_phase.hpp>
+#include <zerg/detail/deadlines.hpp>
+#include <zerg/detail/multishot_accept.hpp>
 #include <zerg/handler.hpp>
 #include <zerg/policy/buffer.hpp>
 #include <zerg/policy/handoff.hpp>
 #include <zerg/policy/submission.hpp>
+#include <zerg/reactor_options.hpp>
 #include <zerg/task.hpp>
 #include <zerg/uring/operations.hpp>
 #include <zerg/uring/ring.hpp>
@@ -41,6 +55,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <system_error>
 #include <string>
 #include <vector>
 
@@ -63,8 +78,10 @@ public:
     using handler_type = Handler;
     using connection_type = connection<Handler>;
 
+    // Any thread; setup() and run() then belong to the reactor thread.
     basic_reactor(unsigned index, const server_config& config, const Handler& prototype)
-        : index_(index), config_(config), handler_(prototype) {}
+        : index_(index), config_(config), handler_(prototype),
+          deadlines_(config.idle_timeout, config.read_timeout, config.write_timeout) {}
     basic_reactor(const basic_reactor&) = delete;
     basic_reactor& operator=(const basic_reactor&) = delete;
     ~basic_reactor() {
@@ -78,24 +95,33 @@ public:
     // Reactor thread: the loop, until request_stop() and every connection is closed.
     void run();
 
-    // Any thread: give this reactor an accepted socket. `producer` is the
-    // caller's own ring, if it has one (msg_ring_handoff posts from it and
-    // the caller must submit it). False when the inbox is full.
+    // Gives this reactor an accepted socket. Thread-safety is the Queue
+    // policy's: one producer at a time when Queue::single_producer (the
+    // acceptor thread), any thread otherwise. `producer` is the caller's
+    // own ring, if it has one (msg_ring_handoff posts from it and the
+    // caller must submit it). False when the inbox is full.
     bool hand_over(int fd, uring::ring* producer = nullptr) noexcept { return inbox_.push(fd, producer); }
-    // Any thread.
+    // Any thread, any number of times: the reactor closes its connections
+    // gracefully and run() returns. A flag plus a wake-up, never an item in
+    // the inbox, so it is no second producer of a single-producer queue.
     void request_stop() noexcept {
-        stop_requested_.store(true, std::memory_order_release);
-        inbox_.push(-1, nullptr);  // a sentinel, only to wake the reactor
+        stop_requested_.store(true, std::memory_order_seq_cst);
+        inbox_.wake();
     }
 
+    // Any thread.
     unsigned index() const noexcept { return index_; }
+    // Any thread: written only by the reactor thread (relaxed).
     const reactor_counters& counters() const noexcept { return counters_; }
-    // After setup(): every feature that fell back, with the reason.
+    // Any thread: the reuse_port listener's accept counts (zero otherwise).
+    const accept_stats& listener_counters() const noexcept { return listener_stats_; }
+    // After setup(), any thread: every feature that fell back, with the reason.
     const std::vector<std::string>& fallbacks() const noexcept { return fallbacks_; }
-    // After setup(): the ring's setup flags, for reports.
+    // After setup(), any thread: the ring's setup flags, for reports.
     unsigned ring_flags() const noexcept { return ring_flags_; }
-    // After setup(): the port of this reactor's own listener (reuse_port mode).
+    // After setup(), any thread: the port of this reactor's own listener (reuse_port mode).
     std::uint16_t listener_port() const noexcept { return listener_port_; }
+    // Before setup(), the controlling thread.
     void use_listener_port(std::uint16_t port) noexcept { config_.port = port; }
 
     static std::string policy_names() {
@@ -116,36 +142,42 @@ private:
         op_accept_retry,
     };
     static constexpr std::uint32_t no_slot = 0xffffffffu;
+    using phase = detail::phase;
+    using read_state = detail::read_state;
 
-    uring::user_data tag(op kind, std::uint32_t slot) const noexcept { return generations_->tag(kind, slot); }
     uring::user_data reactor_tag(op kind) const noexcept { return {kind, no_slot, 0}; }
 
-    io_uring_sqe* sqe() { return ring_->get_sqe(); }
+    // Every operation on a connection: prepare, tag with the slot's
+    // generation, count as pending until its last CQE.
+    template <class Prepare>
+    void submit(connection_type& c, op kind, Prepare&& prepare) {
+        io_uring_sqe* s = ring_->get_sqe();
+        prepare(s);
+        uring::set_user_data(s, generations_->tag(kind, c.slot_));
+        ++c.pending_;
+    }
 
     void open(int fd);
     void dispatch(const io_uring_cqe& cqe);
     void on_recv(connection_type& c, const io_uring_cqe& cqe);
     void on_send(connection_type& c, const io_uring_cqe& cqe);
-    void on_accept(const io_uring_cqe& cqe);
     void do_work(connection_type& c);
+    void run_work_list();
+    void feed_starved();
+    void want_to_read(connection_type& c);
+    void pause_reading(connection_type& c);
+    void resume_reading(connection_type& c);
     void arm_recv(connection_type& c);
-    void submit_send(connection_type& c);
     void abort(connection_type& c, std::error_code why);
     void begin_teardown(connection_type& c);
     void finish_if_done(connection_type& c);
-    void arm_accept();
+    void release_slot(connection_type& c);
     void begin_stop();
-    void wait();
+    bool finished();
+    void wait(unsigned reaped);
     void deliver(connection_type& c, received_bytes bytes);
     void after_task_step(connection_type& c);
     void resume(connection_type& c, std::coroutine_handle<>& waiting);
-    void track_input(connection_type& c);
-    void track_output(connection_type& c, bool progressed);
-    void expire_timeouts();
-    bool timeouts_enabled() const noexcept {
-        return config_.idle_timeout.count() || config_.read_timeout.count() || config_.write_timeout.count();
-    }
-    std::chrono::steady_clock::time_point next_deadline() const noexcept;
     static void release_buffer(void* self, std::uint16_t id) noexcept { static_cast<basic_reactor*>(self)->buffers_.release(id); }
     // Received bytes kept across callbacks (sequence and coroutine handlers).
     static constexpr bool keeps_input = sequence_handler<Handler> || coroutine_handler<Handler>;
@@ -162,27 +194,32 @@ private:
     frame_pool frames_;
     detail::chunk_pool pool_;
     std::unique_ptr<connection_type[]> table_;
+    // After the table, so they go first and unlink what they hold.
     typename connection_type::table_list free_;
     typename connection_type::table_list live_;
     typename connection_type::work_list work_;
-    typename connection_type::idle_list idle_;
-    typename connection_type::read_list reading_;
-    typename connection_type::write_list writing_;
+    typename connection_type::starved_list starved_;  // want to read while every buffer is out
+    detail::deadlines<connection_type> deadlines_;
     std::chrono::steady_clock::time_point now_{};
     reactor_counters counters_;
+    accept_stats listener_stats_;
     std::vector<std::string> fallbacks_;
     unsigned ring_flags_ = 0;
     int listener_ = -1;
     std::uint16_t listener_port_ = 0;
-    bool accept_armed_ = false;
-    bool accept_paused_ = false;
+    detail::multishot_accept accept_;        // reuse_port: this reactor's own listener
     std::vector<int> waiting_;               // accepted while the table was full (reuse_port)
-    std::vector<connection_type*> starved_;  // want to read while every buffer is out
     bool stopping_ = false;
     std::chrono::steady_clock::time_point stop_deadline_{};
     std::atomic<bool> stop_requested_{false};
-    __kernel_timespec accept_backoff_{0, 10'000'000};
 };
+
+// The short form: zerg::reactor<my_handler> with every default, or any
+// policy overridden by name, in any order (reactor_options.hpp).
+template <class Handler, class... Options>
+using reactor = basic_reactor<typename reactor_policies<Options...>::buffer_type,
+                              typename reactor_policies<Options...>::queue_type,
+                              typename reactor_policies<Options...>::submission_type, Handler>;
 
 // ---- setup --------------------------------------------------------------
 
@@ -196,6 +233,12 @@ void basic_reactor<B, Q, S, H>::setup() {
         if (::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) != 0)
             fallbacks_.push_back("pinning: pthread_setaffinity_np refused; the reactor runs unpinned");
     }
+
+    // The one place the run-time buffer geometry is decided and checked.
+    unsigned size = config_.buffer_size ? config_.buffer_size : B::default_size;
+    unsigned count = config_.buffer_count ? config_.buffer_count : B::default_count;
+    if (const char* why = buffer_geometry_error(size, count))
+        throw std::system_error(std::make_error_code(std::errc::invalid_argument), why);
 
     uring::ring_options options;
     options.entries = config_.ring_entries;
@@ -219,15 +262,12 @@ void basic_reactor<B, Q, S, H>::setup() {
     for (auto const& fb : ring_->fallbacks())
         fallbacks_.push_back(std::string(uring::to_string(fb.what)) + ": " + fb.reason);
 
-    unsigned size = config_.buffer_size ? config_.buffer_size : B::default_size;
-    unsigned count = config_.buffer_count ? config_.buffer_count : B::default_count;
     buffers_.setup(*ring_, size, count, 0);
     if (auto fb = buffers_.fallback(); !fb.empty()) fallbacks_.push_back("buffers: " + fb);
 
     frame_pool::current() = &frames_;  // coroutine frames of this thread's connections
     unsigned slots = config_.max_connections;
     generations_.emplace(slots);
-    starved_.reserve(slots);
     table_ = std::make_unique<connection_type[]>(slots);
     for (std::uint32_t i = 0; i < slots; ++i) {
         connection_type& c = table_[i];
@@ -235,8 +275,6 @@ void basic_reactor<B, Q, S, H>::setup() {
         c.work_ = &work_;
         c.pool_ = &pool_;
         c.input_.bind(&release_buffer, this);
-        c.input_release_ = &release_buffer;
-        c.input_context_ = this;
         free_.push_back(c);
     }
 
@@ -248,7 +286,9 @@ void basic_reactor<B, Q, S, H>::setup() {
         listener_ = open_listener(endpoint::parse(config_.address, config_.port, config_.dual_stack), config_.dual_stack,
                                   config_.backlog, true, &bound);
         listener_port_ = bound.port();
-        arm_accept();
+        accept_ = detail::multishot_accept(
+            listener_, {reactor_tag(op_accept), reactor_tag(op_accept_retry), reactor_tag(op_cancel)}, &listener_stats_);
+        accept_.arm(*ring_);
     }
     ring_->submit();
 }
@@ -258,48 +298,23 @@ void basic_reactor<B, Q, S, H>::setup() {
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::run() {
     auto on_fd = [this](int fd) {
-        if (fd >= 0) {
-            counters_.handoffs.add();
-            open(fd);
-        }
+        counters_.handoffs.add();
+        open(fd);
     };
     auto on_cqe = [this](const io_uring_cqe& cqe) { dispatch(cqe); };
     for (;;) {
         counters_.loop_iterations.add();
-        if (timeouts_enabled()) now_ = std::chrono::steady_clock::now();
+        if (deadlines_.enabled()) now_ = std::chrono::steady_clock::now();
         inbox_.drain(on_fd);
         unsigned reaped = ring_->for_each_completion(on_cqe, config_.completion_batch);
-        if (timeouts_enabled()) expire_timeouts();
-        while (!work_.empty()) {
-            connection_type& c = work_.front();
-            work_.pop_front();
-            do_work(c);
-        }
+        if (deadlines_.enabled())
+            deadlines_.expire(now_, [this](connection_type& c) { abort(c, std::make_error_code(std::errc::timed_out)); });
+        run_work_list();
         buffers_.publish();
-        if (!starved_.empty() && buffers_.in_use() < buffers_.count()) {
-            for (connection_type* c : starved_) {
-                c->starved_ = false;
-                if (!c->tearing_down_) do_work(*c);
-            }
-            starved_.clear();
-            buffers_.publish();
-        }
+        feed_starved();
         counters_.buffers_in_use.set(buffers_.in_use());
-
-        if (stop_requested_.load(std::memory_order_acquire) && !stopping_) begin_stop();
-        if (stopping_) {
-            if (std::chrono::steady_clock::now() >= stop_deadline_) {
-                for (auto& c : live_)
-                    if (!c.tearing_down_) abort(c, std::make_error_code(std::errc::timed_out));
-            }
-            if (live_.empty() && !accept_armed_) break;
-        }
-
-        if (reaped == config_.completion_batch) {
-            ring_->submit_and_get_events();  // more are ready: no sleep
-            continue;
-        }
-        wait();
+        if (finished()) break;
+        wait(reaped);
     }
     ring_->submit();
     // Let go of the port and the kernel resources now, not when the reactor
@@ -315,20 +330,67 @@ void basic_reactor<B, Q, S, H>::run() {
 }
 
 template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::wait() {
-    // Announce the sleep, then look at the inbox once more (see
-    // detail/eventfd_waker.hpp): a hand-over either lands before the check
-    // or wakes us through the eventfd.
+void basic_reactor<B, Q, S, H>::run_work_list() {
+    while (!work_.empty()) {
+        connection_type& c = work_.front();
+        work_.pop_front();
+        do_work(c);
+    }
+}
+
+// Connections that wanted to read while every buffer was out: once some
+// came back (published this iteration), they arm again.
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::feed_starved() {
+    if (starved_.empty() || buffers_.in_use() >= buffers_.count()) return;
+    typename connection_type::starved_list batch;
+    batch.swap(starved_);
+    while (!batch.empty()) {
+        connection_type& c = batch.front();
+        batch.pop_front();
+        c.life_.move_to(read_state::wanted);
+        do_work(c);
+    }
+    buffers_.publish();
+}
+
+// Stop requested: begin the graceful close; past its deadline, abort what
+// is left. True once every connection is closed.
+template <class B, class Q, class S, class H>
+bool basic_reactor<B, Q, S, H>::finished() {
+    if (!stopping_ && stop_requested_.load(std::memory_order_acquire)) begin_stop();
+    if (!stopping_) return false;
+    if (std::chrono::steady_clock::now() >= stop_deadline_) {
+        for (auto& c : live_)
+            if (!c.life_.torn_down()) abort(c, std::make_error_code(std::errc::timed_out));
+    }
+    return live_.empty() && !accept_.armed();
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::wait(unsigned reaped) {
+    if (reaped == config_.completion_batch) {
+        ring_->submit_and_get_events();  // more are ready: no sleep
+        return;
+    }
+    // Announce the sleep, then look at the inbox and the stop flag once
+    // more (see detail/eventfd_waker.hpp): a hand-over or a stop request
+    // either is seen here or wakes us through the eventfd.
     if (!inbox_.prepare_to_sleep()) {
+        ring_->submit_and_get_events();
+        return;
+    }
+    if (!stopping_ && stop_requested_.load(std::memory_order_seq_cst)) {
+        inbox_.awake();
         ring_->submit_and_get_events();
         return;
     }
     int res;
     if (stopping_) {
         res = ring_->submit_and_wait_for(1, std::chrono::milliseconds(10));
-    } else if (timeouts_enabled() && !(idle_.empty() && reading_.empty() && writing_.empty())) {
+    } else if (deadlines_.any_running()) {
         // Sleep no longer than the earliest deadline (at least 1 ms), nor than max_wait.
-        std::chrono::nanoseconds left = next_deadline() - std::chrono::steady_clock::now();
+        std::chrono::nanoseconds left = deadlines_.next() - std::chrono::steady_clock::now();
         if (config_.max_wait.count()) left = std::min<std::chrono::nanoseconds>(left, config_.max_wait);
         res = ring_->submit_and_wait_for(1, std::max<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)));
     } else if (config_.max_wait.count()) {
@@ -339,112 +401,6 @@ void basic_reactor<B, Q, S, H>::wait() {
     inbox_.awake();
     if (res < 0 && res != -ETIME && res != -EINTR && res != -EAGAIN && res != -EBUSY)
         uring::throw_result(res, "zerg::basic_reactor: io_uring_enter failed");
-}
-
-// ---- connections ----------------------------------------------------------
-
-template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::open(int fd) {
-    if (stopping_) {
-        ::close(fd);
-        counters_.rejected.add();
-        return;
-    }
-    if (free_.empty()) {
-        if (!config_.reuse_port) {  // the acceptor never hands over past max_connections
-            ::close(fd);
-            counters_.rejected.add();
-            return;
-        }
-        // Own listener, table full: the multishot accept took more of the
-        // backlog than there is room for. These wait, they are not closed.
-        waiting_.push_back(fd);
-        return;
-    }
-    connection_type& c = free_.front();
-    free_.pop_front();
-    live_.push_back(c);
-    c.fd_ = fd;
-    c.pending_ = 0;
-    c.open_ = true;
-    c.closing_ = c.shutting_down_ = c.shut_wr_done_ = c.tearing_down_ = c.close_submitted_ = false;
-    c.recv_armed_ = c.read_paused_ = c.send_in_flight_ = false;
-    c.wants_recv_ = true;
-    c.starved_ = false;
-    c.armed_before_ = false;
-    c.reason_.clear();
-    c.examined_ = 0;
-    c.reader_ = c.flusher_ = {};
-    c.state_ = typename connection_type::state_type{};
-    if (config_.idle_timeout.count()) {
-        c.idle_since_ = now_;
-        idle_.push_back(c);
-    }
-    counters_.accepted.add();
-    counters_.open_connections.add();
-    counters_.busy_slots.add();
-    if (config_.reuse_port && free_.empty() && !accept_paused_) {
-        // Table full: stop taking connections; they wait in the backlog.
-        accept_paused_ = true;
-        if (accept_armed_) {
-            auto* s = sqe();
-            uring::prep_cancel(s, reactor_tag(op_accept));
-            uring::set_user_data(s, reactor_tag(op_cancel));
-        }
-    }
-    if constexpr (handler_has_on_open<H>) handler_.on_open(c);
-    if constexpr (coroutine_handler<H>) {
-        c.task_ = handler_.serve(c);
-        after_task_step(c);
-    }
-    c.mark_for_work();
-}
-
-template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes) {
-    if constexpr (span_handler<H>) {
-        handler_.on_data(c, std::span<const std::byte>(bytes.data, bytes.size));
-        buffers_.release(bytes.buffer_id);
-    } else if constexpr (ring_item_handler<H>) {
-        handler_.on_ring_item(c, ring_item{bytes.data, bytes.size, bytes.buffer_id});
-    } else {
-        if (c.input_.full()) c.input_.spill();
-        c.input_.push(bytes.data, bytes.size, bytes.buffer_id);
-        std::size_t before = c.input_.size();
-        if constexpr (sequence_handler<H>) {
-            handler_.on_data(c, c.input_);
-        } else if (c.reader_ && c.input_.size() > c.examined_) {
-            resume(c, c.reader_);
-        }
-        // A message was completed: what is left is a new partial one, whose
-        // read deadline starts now.
-        if (c.input_.size() < before && c.detail::read_hook::is_linked()) reading_.erase(reading_.iterator_to(c));
-        // Bytes left for later: off the ring when it runs low (a quarter
-        // left), so a slow parser never starves other connections.
-        if (!c.input_.empty() && c.input_.ring_segments() && buffers_.in_use() * 4 > buffers_.count() * 3)
-            c.input_.spill();
-        track_input(c);
-    }
-}
-
-// Resumes a coroutine that waits on `waiting` (read or flush).
-template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::resume(connection_type& c, std::coroutine_handle<>& waiting) {
-    auto h = std::exchange(waiting, {});
-    h.resume();
-    after_task_step(c);
-    track_input(c);
-}
-
-template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::after_task_step(connection_type& c) {
-    if (!c.task_.done()) return;
-    // The coroutine returned (or threw): the connection has served its purpose.
-    if (auto failure = c.task_.failure(); failure && !c.reason_) c.reason_ = std::make_error_code(std::errc::protocol_error);
-    if (c.open_ && !c.closing_) {
-        c.closing_ = true;
-        c.mark_for_work();
-    }
 }
 
 template <class B, class Q, class S, class H>
@@ -460,10 +416,10 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
             if (cqe.res >= 0) open(cqe.res);
             return;
         case op_accept:
-            on_accept(cqe);
+            accept_.on_accept(*ring_, cqe, stopping_, [this](int fd) { open(fd); });
             return;
         case op_accept_retry:
-            if (!stopping_) arm_accept();
+            accept_.on_retry(*ring_, stopping_);
             return;
         case op_cancel:
             if (ud.slot() == no_slot) return;
@@ -493,17 +449,105 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
     }
 }
 
+// ---- a connection's life ----------------------------------------------------
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::open(int fd) {
+    if (stopping_) {
+        ::close(fd);
+        counters_.rejected.add();
+        return;
+    }
+    if (free_.empty()) {
+        if (!config_.reuse_port) {  // the acceptor never hands over past max_connections
+            ::close(fd);
+            counters_.rejected.add();
+            return;
+        }
+        // Own listener, table full: the multishot accept took more of the
+        // backlog than there is room for. These wait, they are not closed.
+        waiting_.push_back(fd);
+        return;
+    }
+    connection_type& c = free_.front();
+    free_.pop_front();
+    live_.push_back(c);
+    c.fd_ = fd;
+    c.pending_ = 0;
+    c.recv_arms_ = 0;
+    c.life_.move_to(phase::open);
+    c.life_.move_to(read_state::wanted);
+    c.reason_.clear();
+    c.examined_ = 0;
+    c.reader_ = c.flusher_ = {};
+    c.state_ = typename connection_type::state_type{};
+    deadlines_.opened(c, now_);
+    counters_.accepted.add();
+    counters_.open_connections.add();
+    counters_.busy_slots.add();
+    // Own listener, table full: stop taking connections; they wait in the backlog.
+    if (config_.reuse_port && free_.empty()) accept_.pause(*ring_);
+    if constexpr (handler_has_on_open<H>) handler_.on_open(c);
+    if constexpr (coroutine_handler<H>) {
+        c.task_ = handler_.serve(c);
+        after_task_step(c);
+    }
+    c.mark_for_work();
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes) {
+    if constexpr (span_handler<H>) {
+        handler_.on_data(c, std::span<const std::byte>(bytes.data, bytes.size));
+        buffers_.release(bytes.buffer_id);
+    } else if constexpr (ring_item_handler<H>) {
+        handler_.on_ring_item(c, ring_item{bytes.data, bytes.size, bytes.buffer_id});
+    } else {
+        if (c.input_.full()) c.input_.spill();
+        c.input_.push(bytes.data, bytes.size, bytes.buffer_id);
+        std::size_t before = c.input_.size();
+        if constexpr (sequence_handler<H>) {
+            handler_.on_data(c, c.input_);
+        } else if (c.reader_ && c.input_.size() > c.examined_) {
+            resume(c, c.reader_);
+        }
+        // Bytes left for later: off the ring when it runs low (a quarter
+        // left), so a slow parser never starves other connections.
+        if (!c.input_.empty() && c.input_.ring_segments() && buffers_.in_use() * 4 > buffers_.count() * 3)
+            c.input_.spill();
+        // A message was completed: what is left is a new partial one, whose
+        // read deadline starts now.
+        deadlines_.input(c, !c.input_.empty(), c.input_.size() < before, now_);
+    }
+}
+
+// Resumes a coroutine that waits on `waiting` (read or flush).
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::resume(connection_type& c, std::coroutine_handle<>& waiting) {
+    auto h = std::exchange(waiting, {});
+    h.resume();
+    after_task_step(c);
+    deadlines_.input(c, !c.input_.empty(), false, now_);
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::after_task_step(connection_type& c) {
+    if (!c.task_.done()) return;
+    // The coroutine returned (or threw): the connection has served its purpose.
+    if (auto failure = c.task_.failure(); failure && !c.reason_) c.reason_ = std::make_error_code(std::errc::protocol_error);
+    if (c.life_.is_open()) {
+        c.life_.move_to(phase::draining);
+        c.mark_for_work();
+    }
+}
+
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& cqe) {
     if (uring::cqe_has_buffer(cqe)) {
         received_bytes bytes = buffers_.take(cqe);
-        if (cqe.res > 0 && c.open_ && !c.closing_) {
+        if (cqe.res > 0 && c.life_.is_open()) {
             counters_.bytes_in.add(bytes.size);
-            if (config_.idle_timeout.count()) {
-                c.idle_since_ = now_;
-                idle_.erase(idle_.iterator_to(c));
-                idle_.push_back(c);
-            }
+            deadlines_.activity(c, now_);
             deliver(c, bytes);
         } else {
             buffers_.release(bytes.buffer_id);
@@ -511,21 +555,25 @@ void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& 
     }
     if (uring::cqe_has_more(cqe)) return;
 
-    c.recv_armed_ = false;
+    // The receive ended.
     --c.pending_;
-    if (cqe.res == 0) {
+    if (c.life_.read == read_state::stopped) {
+        // Torn down meanwhile: its cancel ended it.
+    } else if (cqe.res == 0) {
         // The peer sent FIN: answer what is queued, then close.
-        if (c.open_ && !c.closing_) {
-            c.closing_ = true;
+        c.life_.move_to(read_state::stopped);
+        if (c.life_.is_open()) {
+            c.life_.move_to(phase::draining);
             c.mark_for_work();
         }
     } else if (cqe.res < 0 && cqe.res != -ENOBUFS && cqe.res != -ECANCELED) {
         abort(c, uring::result_error(cqe.res));
     } else {
         // ENOBUFS (buffers come back at the end of this iteration), a cancel
-        // for backpressure, or the kernel ended the multishot: read again.
+        // for backpressure, or the kernel ended the multishot: read again,
+        // unless paused meanwhile.
         if (cqe.res == -ENOBUFS) counters_.enobufs.add();
-        c.wants_recv_ = true;
+        c.life_.move_to(c.life_.read == read_state::cancelling ? read_state::paused : read_state::wanted);
         c.mark_for_work();
     }
     finish_if_done(c);
@@ -534,273 +582,177 @@ void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& cqe) {
     --c.pending_;
-    c.send_in_flight_ = false;
-    if (c.tearing_down_) {  // aborted meanwhile: nothing more to send or time
+    bool paused = c.life_.read == read_state::paused || c.life_.read == read_state::cancelling;
+    detail::send_outcome sent = c.send_.complete(cqe.res, pool_, paused, config_.max_write_queue);
+    if (c.life_.torn_down()) {  // aborted meanwhile: nothing more to send or time
         finish_if_done(c);
         return;
     }
-    if (cqe.res < 0) {
+    if (sent.failed) {
         abort(c, uring::result_error(cqe.res));  // EPIPE, ECONNRESET: the peer is gone
     } else {
-        c.out_.consume(static_cast<std::size_t>(cqe.res), pool_);
         counters_.bytes_out.add(static_cast<std::uint64_t>(cqe.res));
-        if (c.read_paused_ && c.out_.size() <= config_.max_write_queue / 2) c.read_paused_ = false;
-        track_output(c, cqe.res > 0);
+        if (sent.resume_reading) resume_reading(c);
+        deadlines_.output(c, !c.send_.empty(), sent.progressed, now_);
         c.mark_for_work();
         if constexpr (coroutine_handler<H>)
-            if (c.flusher_ && c.out_.empty()) resume(c, c.flusher_);
+            if (c.flusher_ && sent.drained) resume(c, c.flusher_);
     }
     finish_if_done(c);
 }
 
+// What a connection in the work list needs: a send started, reading paused
+// or (re)armed, a SHUT_WR, or its teardown once flushed.
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
-    if (c.tearing_down_) return;
-    if (!c.send_in_flight_ && !c.out_.empty()) submit_send(c);
-    track_output(c, false);
-    if (c.out_.size() > config_.max_write_queue && !c.read_paused_) {
-        // Backpressure: stop reading until the peer takes its answers.
-        c.read_paused_ = true;
-        counters_.read_pauses.add();
-        if (c.recv_armed_) {
-            auto* s = sqe();
-            uring::prep_cancel(s, tag(op_recv, c.slot_));
-            uring::set_user_data(s, tag(op_cancel, c.slot_));
-            ++c.pending_;
-        }
-    }
-    if (c.closing_) {
-        if (!c.send_in_flight_ && c.out_.empty()) begin_teardown(c);
+    if (c.life_.torn_down()) return;
+    if (c.send_.ready()) submit(c, op_send, [&](io_uring_sqe* s) { c.send_.prepare_send(s, c.fd_); });
+    deadlines_.output(c, !c.send_.empty(), false, now_);
+    if (c.send_.over(config_.max_write_queue)) pause_reading(c);
+    bool flushed = !c.send_.in_flight() && c.send_.empty();
+    if (c.life_.now == phase::draining) {
+        if (flushed) begin_teardown(c);
         return;
     }
-    if (c.wants_recv_ && !c.recv_armed_ && !c.read_paused_) {
-        if (buffers_.in_use() >= buffers_.count()) {
-            // Every buffer is held by handlers: arming now would only earn
-            // an ENOBUFS at once, again and again. Wait for one to come back.
-            if (!c.starved_) {
-                c.starved_ = true;
-                starved_.push_back(&c);
-            }
-        } else {
-            arm_recv(c);
-        }
+    want_to_read(c);
+    if (c.life_.now == phase::half_closing && flushed) {
+        submit(c, op_shutdown, [&](io_uring_sqe* s) { uring::prep_shutdown(s, c.fd_, SHUT_WR); });
+        c.life_.move_to(phase::write_shut);
     }
-    if (c.shutting_down_ && !c.shut_wr_done_ && !c.send_in_flight_ && c.out_.empty()) {
-        auto* s = sqe();
-        uring::prep_shutdown(s, c.fd_, SHUT_WR);
-        uring::set_user_data(s, tag(op_shutdown, c.slot_));
-        ++c.pending_;
-        c.shut_wr_done_ = true;
+}
+
+// Arms a receive if the connection wants one and a buffer can take it.
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::want_to_read(connection_type& c) {
+    read_state r = c.life_.read;
+    if (r != read_state::wanted && r != read_state::starved) return;
+    if (buffers_.in_use() < buffers_.count()) {
+        if (r == read_state::starved) starved_.erase(starved_.iterator_to(c));
+        arm_recv(c);
+    } else if (r == read_state::wanted) {
+        // Every buffer is held by handlers: arming now would only earn an
+        // ENOBUFS at once, again and again. Wait for one to come back.
+        c.life_.move_to(read_state::starved);
+        starved_.push_back(c);
     }
+}
+
+// Backpressure: stop reading until the peer takes its answers.
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::pause_reading(connection_type& c) {
+    switch (c.life_.read) {
+        case read_state::armed:
+            submit(c, op_cancel, [&](io_uring_sqe* s) { uring::prep_cancel(s, generations_->tag(op_recv, c.slot_)); });
+            c.life_.move_to(read_state::cancelling);
+            break;
+        case read_state::starved:
+            starved_.erase(starved_.iterator_to(c));
+            c.life_.move_to(read_state::paused);
+            break;
+        case read_state::wanted:
+            c.life_.move_to(read_state::paused);
+            break;
+        default:  // already paused, or no longer reading
+            return;
+    }
+    counters_.read_pauses.add();
+}
+
+// The send queue drained to half its limit: read again.
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::resume_reading(connection_type& c) {
+    if (c.life_.read == read_state::paused)
+        c.life_.move_to(read_state::wanted);
+    else if (c.life_.read == read_state::cancelling)
+        c.life_.move_to(read_state::armed);  // the cancelled receive ends, then arms again
 }
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::arm_recv(connection_type& c) {
-    auto* s = sqe();
-    uring::prep_recv_multishot(s, c.fd_, buffers_.group());
-    uring::set_user_data(s, tag(op_recv, c.slot_));
-    ++c.pending_;
-    c.recv_armed_ = true;
-    c.wants_recv_ = false;
-    if (c.armed_before_) counters_.recv_rearms.add();
-    c.armed_before_ = true;
-}
-
-template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::submit_send(connection_type& c) {
-    unsigned n = c.out_.gather(c.iov_);
-    auto* s = sqe();
-    if (n == 1) {
-        uring::prep_send(s, c.fd_, std::span<const std::byte>(static_cast<const std::byte*>(c.iov_[0].iov_base), c.iov_[0].iov_len));
-    } else {
-        c.msg_ = {};
-        c.msg_.msg_iov = c.iov_;
-        c.msg_.msg_iovlen = n;
-        uring::prep_sendmsg(s, c.fd_, &c.msg_);
-    }
-    uring::set_user_data(s, tag(op_send, c.slot_));
-    ++c.pending_;
-    c.send_in_flight_ = true;
+    submit(c, op_recv, [&](io_uring_sqe* s) { uring::prep_recv_multishot(s, c.fd_, buffers_.group()); });
+    c.life_.move_to(read_state::armed);
+    if (c.recv_arms_++) counters_.recv_rearms.add();
 }
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::abort(connection_type& c, std::error_code why) {
     if (!c.reason_) c.reason_ = why;
-    // The kernel may still read the chunks of a send in flight; they go back
-    // to the pool when the slot is released.
-    if (!c.send_in_flight_) c.out_.clear(pool_);
+    c.send_.discard(pool_);
     begin_teardown(c);
 }
 
+// The handler lets go (on_close), every request on the socket is
+// cancelled, and the close follows once they all reported back.
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::begin_teardown(connection_type& c) {
-    if (c.tearing_down_) return;
-    c.tearing_down_ = true;
-    c.closing_ = true;
-    if (c.open_) {
-        c.open_ = false;
-        counters_.open_connections.sub();
-        if constexpr (coroutine_handler<H>) {
-            // Cancellation: whatever the coroutine awaits completes as closed.
-            if (c.reader_) resume(c, c.reader_);
-            if (c.flusher_) resume(c, c.flusher_);
-        }
-        if constexpr (handler_has_on_close<H>) handler_.on_close(c, c.reason_);
+    if (c.life_.torn_down()) return;
+    bool in_kernel = c.life_.recv_in_kernel() || c.send_.in_flight();
+    if (c.life_.read == read_state::starved) starved_.erase(starved_.iterator_to(c));
+    c.life_.move_to(phase::tearing_down);
+    c.life_.move_to(read_state::stopped);
+    counters_.open_connections.sub();
+    if constexpr (coroutine_handler<H>) {
+        // Cancellation: whatever the coroutine awaits completes as closed.
+        if (c.reader_) resume(c, c.reader_);
+        if (c.flusher_) resume(c, c.flusher_);
     }
+    if constexpr (handler_has_on_close<H>) handler_.on_close(c, c.reason_);
     if constexpr (keeps_input) c.input_.clear();  // every held buffer goes back
-    if (c.detail::idle_hook::is_linked()) idle_.erase(idle_.iterator_to(c));
-    if (c.detail::read_hook::is_linked()) reading_.erase(reading_.iterator_to(c));
-    if (c.detail::write_hook::is_linked()) writing_.erase(writing_.iterator_to(c));
-    if (c.recv_armed_ || c.send_in_flight_) {
-        // One SQE cancels every request on the socket.
-        auto* s = sqe();
-        uring::prep_cancel_fd(s, c.fd_);
-        uring::set_user_data(s, tag(op_cancel, c.slot_));
-        ++c.pending_;
-    }
+    deadlines_.forget(c);
+    // One SQE cancels every request on the socket.
+    if (in_kernel) submit(c, op_cancel, [&](io_uring_sqe* s) { uring::prep_cancel_fd(s, c.fd_); });
     finish_if_done(c);
 }
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
-    if (!c.tearing_down_ || c.pending_ != 0) return;
-    if (!c.close_submitted_) {
+    if (c.pending_ != 0) return;
+    if (c.life_.now == phase::tearing_down) {
         // Every operation on the socket has reported back; close it.
-        auto* s = sqe();
-        uring::prep_close(s, c.fd_);
-        uring::set_user_data(s, tag(op_close, c.slot_));
-        ++c.pending_;
-        c.close_submitted_ = true;
-        return;
+        submit(c, op_close, [&](io_uring_sqe* s) { uring::prep_close(s, c.fd_); });
+        c.life_.move_to(phase::closing);
+    } else if (c.life_.now == phase::closing) {
+        release_slot(c);
     }
-    // The last CQE of this connection is in: the slot may be reused, with a
-    // new generation so nothing addressed to this connection reaches the next.
-    c.out_.clear(pool_);
+}
+
+// The last CQE of this connection is in: the slot may be reused, with a new
+// generation so nothing addressed to this connection reaches the next.
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::release_slot(connection_type& c) {
+    c.send_.reset(pool_);
     c.task_.reset();
-    if (c.detail::idle_hook::is_linked()) idle_.erase(idle_.iterator_to(c));
-    if (c.detail::read_hook::is_linked()) reading_.erase(reading_.iterator_to(c));
-    if (c.detail::write_hook::is_linked()) writing_.erase(writing_.iterator_to(c));
-    if (c.starved_) {
-        starved_.erase(std::find(starved_.begin(), starved_.end(), &c));
-        c.starved_ = false;
-    }
+    deadlines_.forget(c);
     c.fd_ = -1;
     generations_->retire(c.slot_);
     if (c.in_work_list()) work_.erase(work_.iterator_to(c));
     live_.erase(live_.iterator_to(c));
+    c.life_.move_to(phase::free);
     free_.push_back(c);
     counters_.busy_slots.sub();
     counters_.closed.add();
-    if (!waiting_.empty() && !stopping_) {
+    if (stopping_) return;
+    if (!waiting_.empty()) {
         int fd = waiting_.front();
         waiting_.erase(waiting_.begin());
         open(fd);
-    } else if (accept_paused_ && !stopping_) {
-        // Re-armed here, or by on_accept when the cancelled accept reports back.
-        accept_paused_ = false;
-        if (!accept_armed_) arm_accept();
+    } else {
+        accept_.resume(*ring_);  // own listener, paused while the table was full
     }
-}
-
-// ---- timeouts ------------------------------------------------------------------
-
-// Read deadline: runs while a handler holds a partial message.
-template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::track_input(connection_type& c) {
-    if (!config_.read_timeout.count()) return;
-    bool linked = c.detail::read_hook::is_linked();
-    if (c.input_.empty() && linked) {
-        reading_.erase(reading_.iterator_to(c));
-    } else if (!c.input_.empty() && !linked) {
-        c.read_since_ = now_;
-        reading_.push_back(c);
-    }
-}
-
-// Write deadline: runs while output is queued, restarts on every byte sent.
-template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::track_output(connection_type& c, bool progressed) {
-    if (!config_.write_timeout.count() && !config_.idle_timeout.count()) return;
-    if (progressed && config_.idle_timeout.count() && c.detail::idle_hook::is_linked()) {
-        c.idle_since_ = now_;
-        idle_.erase(idle_.iterator_to(c));
-        idle_.push_back(c);
-    }
-    if (!config_.write_timeout.count()) return;
-    bool linked = c.detail::write_hook::is_linked();
-    if (linked && (c.out_.empty() || progressed)) writing_.erase(writing_.iterator_to(c));
-    if (!c.out_.empty() && !c.detail::write_hook::is_linked()) {
-        c.write_since_ = now_;
-        writing_.push_back(c);
-    }
-}
-
-template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::expire_timeouts() {
-    auto timed_out = std::make_error_code(std::errc::timed_out);
-    while (!idle_.empty() && idle_.front().idle_since_ + config_.idle_timeout <= now_) abort(idle_.front(), timed_out);
-    while (!reading_.empty() && reading_.front().read_since_ + config_.read_timeout <= now_) abort(reading_.front(), timed_out);
-    while (!writing_.empty() && writing_.front().write_since_ + config_.write_timeout <= now_) abort(writing_.front(), timed_out);
-}
-
-template <class B, class Q, class S, class H>
-std::chrono::steady_clock::time_point basic_reactor<B, Q, S, H>::next_deadline() const noexcept {
-    auto next = std::chrono::steady_clock::time_point::max();
-    if (!idle_.empty()) next = std::min(next, idle_.front().idle_since_ + config_.idle_timeout);
-    if (!reading_.empty()) next = std::min(next, reading_.front().read_since_ + config_.read_timeout);
-    if (!writing_.empty()) next = std::min(next, writing_.front().write_since_ + config_.write_timeout);
-    return next;
-}
-
-// ---- own listener (reuse_port) --------------------------------------------
-
-template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::arm_accept() {
-    auto* s = sqe();
-    uring::prep_accept_multishot(s, listener_, SOCK_CLOEXEC);
-    uring::set_user_data(s, reactor_tag(op_accept));
-    accept_armed_ = true;
-}
-
-template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::on_accept(const io_uring_cqe& cqe) {
-    if (cqe.res >= 0) open(cqe.res);
-    if (uring::cqe_has_more(cqe)) return;
-    accept_armed_ = false;
-    if (stopping_ || accept_paused_) return;
-    if (cqe.res == -EMFILE || cqe.res == -ENFILE || cqe.res == -ENOBUFS || cqe.res == -ENOMEM) {
-        // Out of descriptors or memory: try again shortly rather than spin.
-        counters_.rejected.add();
-        auto* s = sqe();
-        uring::prep_timeout(s, &accept_backoff_);
-        uring::set_user_data(s, reactor_tag(op_accept_retry));
-        return;
-    }
-    arm_accept();
 }
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::begin_stop() {
     stopping_ = true;
     stop_deadline_ = std::chrono::steady_clock::now() + config_.stop_deadline;
-    if (listener_ >= 0) {
-        if (accept_armed_) {
-            auto* s = sqe();
-            uring::prep_cancel(s, reactor_tag(op_accept));
-            uring::set_user_data(s, reactor_tag(op_cancel));
-        }
-    }
+    accept_.cancel(*ring_);
     for (auto& c : live_) {
-        if (c.open_ && !c.closing_) {
-            c.closing_ = true;
+        if (c.life_.is_open()) {
+            c.life_.move_to(phase::draining);
             c.mark_for_work();
         }
     }
-    while (!work_.empty()) {
-        connection_type& c = work_.front();
-        work_.pop_front();
-        do_work(c);
-    }
+    run_work_list();
 }
 
 }  // namespace zerg

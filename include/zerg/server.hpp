@@ -16,12 +16,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <exception>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace zerg {
@@ -58,8 +60,10 @@ public:
         if (!config_.reuse_port) {
             listener_ = open_listener(where, config_.dual_stack, config_.backlog, false, &bound_);
         } else if (config_.port == 0) {
-            // Every reactor must bind the same port: pick one first.
-            int probe = open_listener(where, config_.dual_stack, config_.backlog, true, &bound_);
+            // Every reactor must bind the same port: pick one first, with a
+            // socket that binds but never listens, so it never joins the
+            // SO_REUSEPORT group and no connection is hashed to it.
+            int probe = bind_socket(where, config_.dual_stack, true, &bound_);
             config_.port = bound_.port();
             reuse_port_probe_ = probe;
         } else {
@@ -129,31 +133,28 @@ public:
     // The sum over reactors.
     counters_snapshot totals() const noexcept {
         counters_snapshot t{};
-        for (auto& r : reactors_) {
-            auto s = snapshot(r->counters());
-            t.open_connections += s.open_connections;
-            t.accepted += s.accepted;
-            t.closed += s.closed;
-            t.rejected += s.rejected;
-            t.bytes_in += s.bytes_in;
-            t.bytes_out += s.bytes_out;
-            t.buffers_in_use += s.buffers_in_use;
-            t.handoffs += s.handoffs;
-            t.wakeups += s.wakeups;
-            t.enobufs += s.enobufs;
-            t.recv_rearms += s.recv_rearms;
-            t.read_pauses += s.read_pauses;
-            t.stale_completions += s.stale_completions;
-            t.loop_iterations += s.loop_iterations;
-            t.busy_slots += s.busy_slots;
-        }
+        for (auto& r : reactors_) t += snapshot(r->counters());
         return t;
     }
 
-    // What fell back on this kernel, as reported by the first reactor.
-    const std::vector<std::string>& fallbacks() const noexcept {
-        static const std::vector<std::string> none;
-        return reactors_.empty() ? none : reactors_.front()->fallbacks();
+    // After start(), the controlling thread: every feature that fell back,
+    // over every reactor and the acceptor's ring, each reason once (they
+    // share a kernel, so they usually agree). fallbacks_by_component()
+    // says who reported what.
+    std::vector<std::string> fallbacks() const {
+        std::vector<std::string> all;
+        for (auto const& [who, what] : fallbacks_by_component())
+            if (std::find(all.begin(), all.end(), what) == all.end()) all.push_back(what);
+        return all;
+    }
+    // After start(), the controlling thread: {"reactor N" or "acceptor", reason}.
+    std::vector<std::pair<std::string, std::string>> fallbacks_by_component() const {
+        std::vector<std::pair<std::string, std::string>> all;
+        for (auto const& r : reactors_)
+            for (auto const& fb : r->fallbacks()) all.emplace_back("reactor " + std::to_string(r->index()), fb);
+        if (acceptor_)
+            for (auto const& fb : acceptor_->fallbacks()) all.emplace_back("acceptor", fb);
+        return all;
     }
 
 private:

@@ -6,8 +6,13 @@
 //                                     falls back to one buffer per receive,
 //                                     and says so, when the kernel refuses
 //
-// Size and Count are defaults; server_config::buffer_size / buffer_count
-// override them at run time when nonzero. Memory: Size × Count per reactor.
+// Buffer sizing has one source of truth at run time, server_config's
+// buffer_size and buffer_count; the policy's Size and Count are only their
+// defaults (used when the config leaves them 0). Both go through the one
+// check below, buffer_geometry_error(): at compile time for the policy's
+// defaults (a static_assert), and in the reactor's setup() for what the
+// config finally asks, so server::start() fails with the same sentence
+// either way. Memory: size × count per reactor.
 //
 // A buffer policy is a class the reactor owns; the members it calls are
 // listed in the buffer_policy concept below.
@@ -30,6 +35,16 @@ struct received_bytes {
     std::uint32_t size;
     std::uint16_t buffer_id;
 };
+
+// Why a receive-buffer geometry is refused, or nullptr when it is fine.
+// The kernel indexes a buffer ring with a mask (a power of two entries,
+// at most 32768) and a buffer id is 16 bits.
+constexpr const char* buffer_geometry_error(unsigned size, unsigned count) noexcept {
+    if (count == 0 || (count & (count - 1)) != 0 || count > 32768)
+        return "zerg: the buffer count must be a power of two from 1 to 32768 (buffer rings are indexed by a mask)";
+    if (size == 0) return "zerg: the buffer size must be positive";
+    return nullptr;
+}
 
 namespace detail {
 
@@ -54,12 +69,10 @@ public:
     }
 
     std::uint16_t group() const noexcept { return ring_->group(); }
-    bool incremental() const noexcept { return ring_->incremental(); }
     std::string fallback() const { return ring_->fell_back() ? ring_->fallback_reason() : std::string(); }
     // Buffers out of the kernel's hands: held by handlers or awaiting publish.
     unsigned in_use() const noexcept { return ring_->held() + ring_->staged(); }
     unsigned count() const noexcept { return ring_->entries(); }
-    unsigned buffer_size() const noexcept { return ring_->buffer_size(); }
 
     // Precondition: the CQE carries a buffer (IORING_CQE_F_BUFFER).
     received_bytes take(const io_uring_cqe& cqe) noexcept {
@@ -96,8 +109,8 @@ private:
 // The compile-time size and count both policies take, checked once.
 template <bool Incremental, unsigned Size, unsigned Count>
 struct sized_buffer_pool : buffer_pool<Incremental> {
-    static_assert(Count && (Count & (Count - 1)) == 0 && Count <= 32768, "Count must be a power of two up to 32768");
-    static_assert(Size > 0, "Size must be positive");
+    static_assert(buffer_geometry_error(Size, Count) == nullptr,
+                  "Count must be a power of two up to 32768 and Size positive (see buffer_geometry_error)");
     static constexpr unsigned default_size = Size;
     static constexpr unsigned default_count = Count;
 };

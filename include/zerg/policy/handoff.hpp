@@ -52,13 +52,17 @@ public:
         tags_ = tags;
         waker_.arm(ring, tags_.wake);
     }
-    // Any producer thread (one only for spsc). False when the queue is full.
+    // Producer threads: one at a time for an SPSC queue, any for MPMC.
+    // False when the queue is full.
     bool push(int fd, uring::ring* /*producer_ring*/) noexcept {
         if (!queue_.push(fd)) return false;
         waker_.notify();
         return true;
     }
-    // Reactor thread.
+    // Any thread, after publishing something the reactor checks before it
+    // sleeps (a stop flag): wakes it if it sleeps, costs nothing if busy.
+    void wake() noexcept { waker_.notify(); }
+    // Reactor thread, as are the three below.
     template <class OnFd>
     unsigned drain(OnFd&& on_fd) {
         unsigned n = 0;
@@ -118,8 +122,8 @@ public:
         if (!use_msg_ring_) fallback_ = "kernel lacks IORING_OP_MSG_RING (Linux 5.18): MPMC queue with eventfd wake-ups";
         fallback_queue_.setup(ring, tags);
     }
-    // A producer with a ring posts a MSG_RING from it (it submits with its
-    // next batch); one without falls back to the queue.
+    // Any thread. A producer with a ring posts a MSG_RING from it (it
+    // submits with its next batch); one without falls back to the queue.
     bool push(int fd, uring::ring* producer_ring) noexcept {
         if (use_msg_ring_ && producer_ring) {
             std::error_code ec;
@@ -138,6 +142,7 @@ public:
     unsigned drain(OnFd&& on_fd) {
         return fallback_queue_.drain(on_fd);
     }
+    void wake() noexcept { fallback_queue_.wake(); }
     bool prepare_to_sleep() noexcept { return fallback_queue_.prepare_to_sleep(); }
     void awake() noexcept { fallback_queue_.awake(); }
     void on_wake(uring::ring& ring) { fallback_queue_.on_wake(ring); }
@@ -174,12 +179,12 @@ concept handoff_policy = std::default_initializable<Q> &&
         { Q::name } -> std::convertible_to<const char*>;
         { Q::single_producer } -> std::convertible_to<bool>;
         q.setup(ring, tags);                          // reactor thread, once
-        { q.push(fd, producer) } -> std::same_as<bool>;  // producer threads
+        { q.push(fd, producer) } -> std::same_as<bool>;  // producer threads (one at a time if single_producer)
+        q.wake();                                     // any thread: wake the reactor if it sleeps
         { q.drain(on_fd) } -> std::convertible_to<unsigned>;  // reactor thread
-        { q.prepare_to_sleep() } -> std::same_as<bool>;
-        q.awake();
-        q.on_wake(ring);                              // the wake CQE arrived
-        { cq.wakeup_writes() } -> std::convertible_to<std::uint64_t>;
+        { q.prepare_to_sleep() } -> std::same_as<bool>;       // reactor thread: false if an item is waiting
+        q.awake();                                    // reactor thread: back from sleep
+        q.on_wake(ring);                              // reactor thread: the wake CQE arrived
         { cq.fallback() } -> std::convertible_to<std::string>;
     };
 
