@@ -8,11 +8,11 @@ struct coro_echo {
     zerg::task serve(zerg::connection<coro_echo>& c) {
         for (;;) {
             auto [in, closed] = co_await c.read();
-            if (closed) co_return;
-            // Send each piece back, then drop it from the input.
+            // Send each piece back, then drop it from the input. After the
+            // peer's EOF (closed) what arrived before it is still answered.
             for (std::size_t i = 0; i < in.segment_count(); ++i) c.write(in.segment(i));
             c.advance(in.size());
-            if (!co_await c.flush()) co_return;
+            if (!co_await c.flush() || closed) co_return;
         }
     }
 };

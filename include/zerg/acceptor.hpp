@@ -14,6 +14,7 @@
 #include <zerg/counters.hpp>
 #include <zerg/detail/eventfd_waker.hpp>
 #include <zerg/detail/multishot_accept.hpp>
+#include <zerg/error.hpp>
 #include <zerg/policy/handoff.hpp>
 #include <zerg/uring/operations.hpp>
 #include <zerg/uring/ring.hpp>
@@ -51,8 +52,10 @@ public:
         uring::ring_options options;
         options.entries = 256;
         ring_.emplace(options);
-        for (auto const& fb : ring_->fallbacks())
+        for (auto const& fb : ring_->fallbacks()) {
             fallbacks_.push_back(std::string(uring::to_string(fb.what)) + ": " + fb.reason);
+            report(error_report::kind::fallback, {}, fallbacks_.back());
+        }
         capacity_ = static_cast<std::uint64_t>(config_.max_connections) * reactors_.size();
         accept_ = detail::multishot_accept(listener_, {tag(op_accept), tag(op_retry), tag(op_cancel)}, &counters_);
         accept_.arm(*ring_);
@@ -60,8 +63,20 @@ public:
         ring_->submit();
     }
 
-    // Acceptor thread.
+    // Acceptor thread. An error it cannot survive is reported through
+    // server_config::on_error and rethrown (server::failure() has it).
     void run() {
+        try {
+            loop();
+        } catch (const std::exception& e) {
+            report(error_report::kind::reactor_failure, make_error_code(error::reactor_failed),
+                   std::string("the acceptor stopped: ") + e.what());
+            throw;
+        }
+    }
+
+private:
+    void loop() {
         auto on_cqe = [this](const io_uring_cqe& cqe) { dispatch(cqe); };
         while (!stop_.load(std::memory_order_acquire)) {
             ring_->for_each_completion(on_cqe);
@@ -91,6 +106,7 @@ public:
         }
     }
 
+public:
     // Any thread.
     void request_stop() noexcept {
         stop_.store(true, std::memory_order_release);
@@ -134,7 +150,9 @@ private:
         uring::user_data ud(cqe.user_data);
         switch (ud.kind()) {
             case op_accept:
-                accept_.on_accept(*ring_, cqe, stop_.load(std::memory_order_relaxed), [this](int fd) { take(fd); });
+                if (int e = accept_.on_accept(*ring_, cqe, stop_.load(std::memory_order_relaxed), [this](int fd) { take(fd); }))
+                    report(error_report::kind::accept_backoff, std::error_code(e, std::system_category()),
+                           "accept failed; retrying every 10 ms until it works");
                 break;
             case op_retry:
                 accept_.on_retry(*ring_, stop_.load(std::memory_order_relaxed));
@@ -176,7 +194,7 @@ private:
         std::size_t first = config_.placement == distribution::least_loaded ? least_loaded() : next_++ % n;
         for (std::size_t i = 0; i < n; ++i) {
             std::size_t r = (first + i) % n;
-            if (load(r) >= config_.max_connections) continue;
+            if (load(r) >= config_.max_connections || reactors_[r]->failed()) continue;
             if (reactors_[r]->hand_over(fd, producer)) {
                 ++handed_[r];
                 return true;
@@ -185,10 +203,19 @@ private:
         return false;
     }
 
+    void report(error_report::kind what, std::error_code code, std::string message) noexcept {
+        if (!config_.on_error) return;
+        try {
+            config_.on_error(error_report{what, -1, {}, code, std::move(message)});
+        } catch (...) {
+        }
+    }
+
     std::size_t least_loaded() const noexcept {
         std::size_t best = 0;
         std::uint64_t best_load = ~0ull;
         for (std::size_t i = 0; i < reactors_.size(); ++i) {
+            if (reactors_[i]->failed()) continue;
             if (std::uint64_t l = load(i); l < best_load) {
                 best = i;
                 best_load = l;

@@ -201,6 +201,14 @@ public:
         spill_.clear();
         spill_begin_ = 0;
     }
+    // clear(), and the spill memory goes back to the allocator too (a
+    // connection that once held a large message does not keep it).
+    void release_memory() noexcept {
+        clear();
+        std::vector<std::byte>().swap(spill_);
+    }
+    // Heap bytes this sequence holds for spilled input.
+    std::size_t spill_capacity() const noexcept { return spill_.capacity(); }
 
     // ---- for the reactor ----------------------------------------------------
 

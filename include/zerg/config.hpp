@@ -1,8 +1,11 @@
 // Run-time settings of a server: what users tune without recompiling.
+// Read once by start(); changing a running server's copy does nothing.
 // Defaults keep a reactor to a few MiB: 1024 × 4 KiB receive buffers (or the
 // Buffer policy's own Size × Count when buffer_size / buffer_count are 0)
 // plus a connection table of max_connections entries.
 #pragma once
+
+#include <zerg/error.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -29,6 +32,12 @@ struct server_config {
     int backlog = 4096;
     unsigned max_connections = 4096;     // per reactor; accepting pauses at the total
     std::size_t max_write_queue = 1 << 20;  // bytes queued per connection before reading pauses
+    // Bytes of input a sequence or coroutine handler may hold unconsumed
+    // (ring buffers plus spill). Past it the connection closes with
+    // zerg::error::input_limit: a parser still waiting for the end of a
+    // message that large is not a client a public server wants. 1 MiB, like
+    // the output limit; raise it for protocols with larger messages.
+    std::size_t max_input = 1 << 20;
     bool reuse_port = false;             // one SO_REUSEPORT listener per reactor, no acceptor
     distribution placement = distribution::round_robin;
     bool pin_reactors = false;           // pin reactor i to CPU (first_cpu + i) % cpus
@@ -40,10 +49,18 @@ struct server_config {
     // across that call, so an idle reactor would stall every other thread).
     std::chrono::milliseconds max_wait{0};
     // Deadlines per connection, 0 = none. Kept in user space (one sorted
-    // intrusive list each), never as a kernel timeout per operation.
-    std::chrono::milliseconds idle_timeout{0};   // no byte in or out for this long
-    std::chrono::milliseconds read_timeout{0};   // a partial message waits this long for the rest
-    std::chrono::milliseconds write_timeout{0};  // queued output makes no progress for this long
+    // intrusive list each), never as a kernel timeout per operation. The
+    // defaults are a public server's (see doc/limits.md): a connection that
+    // says nothing for a minute, a request that takes 10 s to arrive (as
+    // HAProxy's `timeout http-request`, against slowloris), or a reader
+    // that takes nothing for a minute (nginx's send_timeout) is closed.
+    std::chrono::milliseconds idle_timeout{60'000};   // no byte in or out for this long
+    std::chrono::milliseconds read_timeout{10'000};   // a partial message waits this long for the rest
+    std::chrono::milliseconds write_timeout{60'000};  // queued output makes no progress for this long
+    // Told about what the library would otherwise keep to itself: a
+    // handler's exception, a reactor's failure, accept back-off, fallbacks
+    // at start. Empty: nothing is reported (server::wait() still tells).
+    error_hook on_error;
 };
 
 }  // namespace zerg

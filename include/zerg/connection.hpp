@@ -62,7 +62,9 @@ using close_reason = std::error_code;
 struct read_result {
     // Every byte received and not yet consumed.
     buffer_sequence& buffer;
-    // The connection is closing: no more bytes will come.
+    // No more bytes will come (the peer's EOF, or the connection is closing).
+    // What `buffer` still holds was received before that and is the
+    // handler's to use; replies written now are still sent.
     bool closed;
 };
 
@@ -86,13 +88,14 @@ public:
     // Index in the reactor's table; unique among open connections.
     std::uint32_t slot() const noexcept { return slot_; }
     state_type& state() noexcept { return state_; }
-    // The peer may still send and replies may still be queued.
+    // The peer may still send (no EOF, no close yet).
     bool is_open() const noexcept { return life_.is_open(); }
 
     // Queues bytes to send, in order. Sends start when the callback returns
     // (one batch per loop iteration), and partial sends are resumed. When the
     // queue passes server_config::max_write_queue, reading pauses until it
-    // drains to half. Ignored once the connection is closing.
+    // drains to half. Accepted after the peer's EOF while a coroutine
+    // handler still runs; ignored once the connection is closing.
     void write(std::span<const std::byte> bytes) {
         if (!life_.accepts_writes()) return;
         send_.append(bytes, *pool_);
@@ -120,6 +123,16 @@ public:
 
     // The bytes received and not yet consumed (sequence and coroutine handlers).
     buffer_sequence& input() noexcept { return input_; }
+
+    // Span and ring-item handlers keep partial messages in their own state,
+    // where the reactor cannot see them: they say when one starts and ends,
+    // and server_config::read_timeout runs in between (sequence and
+    // coroutine handlers get this from their unconsumed input).
+    void message_started() noexcept { partial_ = true; }
+    void message_complete() noexcept {
+        partial_ = false;
+        completed_ = true;
+    }
 
     // Gives a ring_item's buffer back to the kernel (ring-item handlers).
     void release(const ring_item& item) noexcept { input_.release_buffer(item.buffer_id); }
@@ -166,7 +179,7 @@ public:
 
     // Sends what is queued, then closes. Nothing more is read.
     void close() noexcept {
-        if (!life_.is_open()) return;
+        if (!life_.closable()) return;
         life_.move_to(detail::phase::draining);
         mark_for_work();
     }
@@ -203,6 +216,8 @@ private:
     detail::send_path send_;
     buffer_sequence input_;
     std::size_t examined_ = 0;
+    bool partial_ = false;    // message_started() without message_complete() (span, ring-item handlers)
+    bool completed_ = false;  // message_complete() since the last callback
     std::coroutine_handle<> reader_;
     std::coroutine_handle<> flusher_;
     task task_;

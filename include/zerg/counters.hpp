@@ -27,6 +27,7 @@
     X(read_pauses, counter, "times reading paused for backpressure")                  \
     X(stale_completions, counter, "completions for a slot generation that is gone")   \
     X(loop_iterations, counter, "reactor loop iterations")                            \
+    X(handler_exceptions, counter, "handler callbacks that threw (their connection closed)") \
     X(busy_slots, gauge, "slots not free (live or closing)")
 
 namespace zerg {

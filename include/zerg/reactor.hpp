@@ -37,6 +37,7 @@
 #include <zerg/detail/connection_phase.hpp>
 #include <zerg/detail/deadlines.hpp>
 #include <zerg/detail/multishot_accept.hpp>
+#include <zerg/error.hpp>
 #include <zerg/handler.hpp>
 #include <zerg/policy/buffer.hpp>
 #include <zerg/policy/handoff.hpp>
@@ -53,7 +54,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <memory>
+#include <new>
 #include <optional>
 #include <system_error>
 #include <string>
@@ -85,6 +88,9 @@ public:
     basic_reactor(const basic_reactor&) = delete;
     basic_reactor& operator=(const basic_reactor&) = delete;
     ~basic_reactor() {
+        // A loop that failed leaves connections behind: their queued chunks
+        // go back before the pool does.
+        for (auto& c : live_) c.send_.reset(pool_);
         if (listener_ >= 0) ::close(listener_);
     }
 
@@ -92,7 +98,10 @@ public:
     // With SINGLE_ISSUER the ring belongs to the thread that makes it, so
     // this must run on the thread that then calls run().
     void setup();
-    // Reactor thread: the loop, until request_stop() and every connection is closed.
+    // Reactor thread: the loop, until request_stop() and every connection
+    // is closed. An error it cannot survive (io_uring_enter failing, say)
+    // marks it failed(), is reported through server_config::on_error,
+    // closes every socket it holds, and is rethrown.
     void run();
 
     // Gives this reactor an accepted socket. Thread-safety is the Queue
@@ -108,6 +117,14 @@ public:
         stop_requested_.store(true, std::memory_order_seq_cst);
         inbox_.wake();
     }
+    // Any thread, after request_stop(): the graceful close ends now; what
+    // is still open is aborted (a second SIGTERM).
+    void hurry_stop() noexcept {
+        hurry_.store(true, std::memory_order_seq_cst);
+        request_stop();
+    }
+    // Any thread: run() ended on an error; hand nothing more to it.
+    bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
 
     // Any thread.
     unsigned index() const noexcept { return index_; }
@@ -175,6 +192,18 @@ private:
     void begin_stop();
     bool finished();
     void wait(unsigned reaped);
+    void loop();
+    void fail(std::exception_ptr why) noexcept;
+    template <class Call>
+    bool guarded(connection_type& c, Call&& call) noexcept;
+    void report(error_report::kind what, std::error_code code, std::string message, const connection_type* c) noexcept;
+    bool input_over(const connection_type& c) const noexcept {
+        if constexpr (keeps_input) return c.input_.size() > config_.max_input;
+        return false;
+    }
+    connection_type& slot_at(std::uint32_t slot) noexcept { return chunks_[slot >> chunk_shift][slot & (chunk_slots - 1)]; }
+    bool grow_table();
+    bool table_full() const noexcept { return free_.empty() && slots_ == config_.max_connections; }
     void deliver(connection_type& c, received_bytes bytes);
     void after_task_step(connection_type& c);
     void resume(connection_type& c, std::coroutine_handle<>& waiting);
@@ -193,7 +222,12 @@ private:
     // back to these pools when the table is destroyed.
     frame_pool frames_;
     detail::chunk_pool pool_;
-    std::unique_ptr<connection_type[]> table_;
+    // The table grows in chunks of chunk_slots as connections arrive, so a
+    // large max_connections costs nothing until it is used.
+    static constexpr unsigned chunk_shift = 8;
+    static constexpr unsigned chunk_slots = 1u << chunk_shift;
+    std::vector<std::unique_ptr<connection_type[]>> chunks_;
+    std::uint32_t slots_ = 0;
     // After the table, so they go first and unlink what they hold.
     typename connection_type::table_list free_;
     typename connection_type::table_list live_;
@@ -212,6 +246,8 @@ private:
     bool stopping_ = false;
     std::chrono::steady_clock::time_point stop_deadline_{};
     std::atomic<bool> stop_requested_{false};
+    std::atomic<bool> hurry_{false};
+    std::atomic<bool> failed_{false};
 };
 
 // The short form: zerg::reactor<my_handler> with every default, or any
@@ -261,22 +297,22 @@ void basic_reactor<B, Q, S, H>::setup() {
     }
     for (auto const& fb : ring_->fallbacks())
         fallbacks_.push_back(std::string(uring::to_string(fb.what)) + ": " + fb.reason);
+    struct report_fallbacks {  // whatever setup() found, once it is done (or fails)
+        basic_reactor* r;
+        ~report_fallbacks() {
+            for (auto const& fb : r->fallbacks_) r->report(error_report::kind::fallback, {}, fb, nullptr);
+        }
+    } at_exit{this};
 
     buffers_.setup(*ring_, size, count, 0);
     if (auto fb = buffers_.fallback(); !fb.empty()) fallbacks_.push_back("buffers: " + fb);
 
     frame_pool::current() = &frames_;  // coroutine frames of this thread's connections
-    unsigned slots = config_.max_connections;
-    generations_.emplace(slots);
-    table_ = std::make_unique<connection_type[]>(slots);
-    for (std::uint32_t i = 0; i < slots; ++i) {
-        connection_type& c = table_[i];
-        c.slot_ = i;
-        c.work_ = &work_;
-        c.pool_ = &pool_;
-        c.input_.bind(&release_buffer, this);
-        free_.push_back(c);
-    }
+    if (config_.max_connections == 0)
+        throw std::system_error(std::make_error_code(std::errc::invalid_argument), "zerg: max_connections must be positive");
+    generations_.emplace(config_.max_connections);
+    chunks_.reserve((config_.max_connections + chunk_slots - 1) / chunk_slots);
+    grow_table();
 
     inbox_.setup(*ring_, {reactor_tag(op_wake).raw(), reactor_tag(op_handoff).raw(), index_});
     if (auto fb = inbox_.fallback(); !fb.empty()) fallbacks_.push_back("handoff: " + fb);
@@ -297,6 +333,118 @@ void basic_reactor<B, Q, S, H>::setup() {
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::run() {
+    try {
+        loop();
+    } catch (...) {
+        fail(std::current_exception());
+        throw;
+    }
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::fail(std::exception_ptr why) noexcept {
+    failed_.store(true, std::memory_order_release);
+    std::string what = "unknown exception";
+    std::error_code code = make_error_code(error::reactor_failed);
+    try {
+        std::rethrow_exception(why);
+    } catch (const std::system_error& e) {
+        what = e.what();
+        code = e.code();
+    } catch (const std::exception& e) {
+        what = e.what();
+    } catch (...) {
+    }
+    report(error_report::kind::reactor_failure, code, "reactor " + std::to_string(index_) + " stopped: " + what, nullptr);
+    // Without a working ring nothing can be closed gracefully: every socket
+    // goes now, so peers see a reset or EOF instead of a hang.
+    for (auto& c : live_)
+        if (c.fd_ >= 0) {
+            ::close(c.fd_);
+            c.fd_ = -1;
+        }
+    for (int fd : waiting_) ::close(fd);
+    waiting_.clear();
+    inbox_.drain([](int fd) { ::close(fd); });
+    if (listener_ >= 0) {
+        ::close(listener_);
+        listener_ = -1;
+    }
+    counters_.open_connections.set(0);
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::report(error_report::kind what, std::error_code code, std::string message,
+                                       const connection_type* c) noexcept {
+    if (!config_.on_error) return;
+    try {
+        error_report r{what, static_cast<int>(index_), {}, code, std::move(message)};
+        if (c && c->fd_ >= 0) {
+            endpoint peer;
+            peer.length = sizeof peer.storage;
+            if (::getpeername(c->fd_, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0)
+                r.peer = peer.to_string();
+        }
+        config_.on_error(r);
+    } catch (...) {
+        // The hook's own failure must not take the reactor down.
+    }
+}
+
+// Runs one handler callback for `c`. An exception closes that connection
+// alone (zerg::error::handler_exception, or out_of_memory for bad_alloc),
+// is counted and reported; the reactor goes on. False when it threw.
+template <class B, class Q, class S, class H>
+template <class Call>
+bool basic_reactor<B, Q, S, H>::guarded(connection_type& c, Call&& call) noexcept {
+    std::error_code code;
+    std::string message;
+    try {
+        call();
+        return true;
+    } catch (const std::bad_alloc&) {
+        code = make_error_code(error::out_of_memory);
+        message = "std::bad_alloc";
+    } catch (const std::exception& e) {
+        code = make_error_code(error::handler_exception);
+        message = e.what();
+    } catch (...) {
+        code = make_error_code(error::handler_exception);
+        message = "an exception not derived from std::exception";
+    }
+    counters_.handler_exceptions.add();
+    try {
+        report(error_report::kind::handler_exception, code, message, &c);
+    } catch (...) {
+    }
+    if (!c.life_.torn_down()) {
+        if (!c.reason_) c.reason_ = code;
+        abort(c, code);
+    }
+    return false;
+}
+
+template <class B, class Q, class S, class H>
+bool basic_reactor<B, Q, S, H>::grow_table() {
+    if (slots_ >= config_.max_connections) return false;
+    std::uint32_t n = std::min<std::uint32_t>(chunk_slots, config_.max_connections - slots_);
+    // Always a whole chunk, so slot_at's mask stays valid; only `n` are used.
+    chunks_.push_back(std::make_unique<connection_type[]>(chunk_slots));
+    connection_type* chunk = chunks_.back().get();
+    for (std::uint32_t i = 0; i < n; ++i) {
+        connection_type& c = chunk[i];
+        c.slot_ = slots_ + i;
+        c.work_ = &work_;
+        c.pool_ = &pool_;
+        c.input_.bind(&release_buffer, this);
+        free_.push_back(c);
+    }
+    slots_ += n;
+    return true;
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::loop() {
     auto on_fd = [this](int fd) {
         counters_.handoffs.add();
         open(fd);
@@ -360,7 +508,7 @@ template <class B, class Q, class S, class H>
 bool basic_reactor<B, Q, S, H>::finished() {
     if (!stopping_ && stop_requested_.load(std::memory_order_acquire)) begin_stop();
     if (!stopping_) return false;
-    if (std::chrono::steady_clock::now() >= stop_deadline_) {
+    if (hurry_.load(std::memory_order_acquire) || std::chrono::steady_clock::now() >= stop_deadline_) {
         for (auto& c : live_)
             if (!c.life_.torn_down()) abort(c, std::make_error_code(std::errc::timed_out));
     }
@@ -416,7 +564,9 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
             if (cqe.res >= 0) open(cqe.res);
             return;
         case op_accept:
-            accept_.on_accept(*ring_, cqe, stopping_, [this](int fd) { open(fd); });
+            if (int e = accept_.on_accept(*ring_, cqe, stopping_, [this](int fd) { open(fd); }))
+                report(error_report::kind::accept_backoff, std::error_code(e, std::system_category()),
+                       "accept failed; retrying every 10 ms until it works", nullptr);
             return;
         case op_accept_retry:
             accept_.on_retry(*ring_, stopping_);
@@ -434,7 +584,7 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
         if (uring::cqe_has_buffer(cqe)) buffers_.release(buffers_.take(cqe).buffer_id);
         return;
     }
-    connection_type& c = table_[ud.slot()];
+    connection_type& c = slot_at(ud.slot());
     switch (ud.kind()) {
         case op_recv:
             on_recv(c, cqe);
@@ -458,7 +608,7 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
         counters_.rejected.add();
         return;
     }
-    if (free_.empty()) {
+    if (free_.empty() && !grow_table()) {
         if (!config_.reuse_port) {  // the acceptor never hands over past max_connections
             ::close(fd);
             counters_.rejected.add();
@@ -479,6 +629,7 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
     c.life_.move_to(read_state::wanted);
     c.reason_.clear();
     c.examined_ = 0;
+    c.partial_ = c.completed_ = false;
     c.reader_ = c.flusher_ = {};
     c.state_ = typename connection_type::state_type{};
     deadlines_.opened(c, now_);
@@ -486,35 +637,59 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
     counters_.open_connections.add();
     counters_.busy_slots.add();
     // Own listener, table full: stop taking connections; they wait in the backlog.
-    if (config_.reuse_port && free_.empty()) accept_.pause(*ring_);
-    if constexpr (handler_has_on_open<H>) handler_.on_open(c);
+    if (config_.reuse_port && table_full()) accept_.pause(*ring_);
+    c.mark_for_work();
+    if constexpr (handler_has_on_open<H>)
+        if (!guarded(c, [&] { handler_.on_open(c); })) return;
     if constexpr (coroutine_handler<H>) {
-        c.task_ = handler_.serve(c);
+        if (!guarded(c, [&] { c.task_ = handler_.serve(c); })) return;
         after_task_step(c);
     }
-    c.mark_for_work();
 }
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes) {
     if constexpr (span_handler<H>) {
-        handler_.on_data(c, std::span<const std::byte>(bytes.data, bytes.size));
+        bool ok = guarded(c, [&] { handler_.on_data(c, std::span<const std::byte>(bytes.data, bytes.size)); });
         buffers_.release(bytes.buffer_id);
+        if (!ok) return;
+        deadlines_.input(c, c.partial_, std::exchange(c.completed_, false), now_);
     } else if constexpr (ring_item_handler<H>) {
-        handler_.on_ring_item(c, ring_item{bytes.data, bytes.size, bytes.buffer_id});
+        // A handler that throws has not released the item (it would have
+        // no reason to throw after): the buffer goes back here.
+        if (!guarded(c, [&] { handler_.on_ring_item(c, ring_item{bytes.data, bytes.size, bytes.buffer_id}); })) {
+            buffers_.release(bytes.buffer_id);
+            return;
+        }
+        deadlines_.input(c, c.partial_, std::exchange(c.completed_, false), now_);
     } else {
-        if (c.input_.full()) c.input_.spill();
-        c.input_.push(bytes.data, bytes.size, bytes.buffer_id);
-        std::size_t before = c.input_.size();
-        if constexpr (sequence_handler<H>) {
-            handler_.on_data(c, c.input_);
-        } else if (c.reader_ && c.input_.size() > c.examined_) {
-            resume(c, c.reader_);
+        std::size_t before = 0;
+        bool ok = guarded(c, [&] {
+            if (c.input_.full()) c.input_.spill();  // may allocate
+            c.input_.push(bytes.data, bytes.size, bytes.buffer_id);
+            before = c.input_.size();
+            if constexpr (sequence_handler<H>) handler_.on_data(c, c.input_);
+        });
+        if (!ok) return;
+        if constexpr (coroutine_handler<H>)
+            if (c.reader_ && c.input_.size() > c.examined_) resume(c, c.reader_);
+        if (c.life_.torn_down()) return;
+        if (input_over(c)) {
+            // A handler waiting for more while holding this much is waiting
+            // for a message larger than the limit; one that is busy (a
+            // coroutine awaiting flush) gets backpressure instead (do_work).
+            bool waiting_for_more = sequence_handler<H> || c.reader_;
+            if (waiting_for_more) {
+                abort(c, make_error_code(error::input_limit));
+                return;
+            }
+            c.mark_for_work();
         }
         // Bytes left for later: off the ring when it runs low (a quarter
         // left), so a slow parser never starves other connections.
         if (!c.input_.empty() && c.input_.ring_segments() && buffers_.in_use() * 4 > buffers_.count() * 3)
-            c.input_.spill();
+            guarded(c, [&] { c.input_.spill(); });
+        if (c.life_.torn_down()) return;
         // A message was completed: what is left is a new partial one, whose
         // read deadline starts now.
         deadlines_.input(c, !c.input_.empty(), c.input_.size() < before, now_);
@@ -534,8 +709,19 @@ template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::after_task_step(connection_type& c) {
     if (!c.task_.done()) return;
     // The coroutine returned (or threw): the connection has served its purpose.
-    if (auto failure = c.task_.failure(); failure && !c.reason_) c.reason_ = std::make_error_code(std::errc::protocol_error);
-    if (c.life_.is_open()) {
+    if (auto failure = c.task_.failure(); failure && !c.reason_) {
+        c.reason_ = make_error_code(error::handler_exception);
+        counters_.handler_exceptions.add();
+        std::string what = "an exception not derived from std::exception";
+        try {
+            std::rethrow_exception(failure);
+        } catch (const std::exception& e) {
+            what = e.what();
+        } catch (...) {
+        }
+        report(error_report::kind::handler_exception, c.reason_, what, &c);
+    }
+    if (c.life_.closable() && c.life_.now != phase::draining) {
         c.life_.move_to(phase::draining);
         c.mark_for_work();
     }
@@ -560,10 +746,18 @@ void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& 
     if (c.life_.read == read_state::stopped) {
         // Torn down meanwhile: its cancel ended it.
     } else if (cqe.res == 0) {
-        // The peer sent FIN: answer what is queued, then close.
+        // The peer sent FIN: answer what is queued, then close. A coroutine
+        // still has the bytes it did not read yet and may answer them: it
+        // runs on (read() now says closed) and its return drains.
         c.life_.move_to(read_state::stopped);
         if (c.life_.is_open()) {
-            c.life_.move_to(phase::draining);
+            if (coroutine_handler<H> && c.life_.now == phase::open) {
+                c.life_.move_to(phase::read_shut);
+                if constexpr (coroutine_handler<H>)
+                    if (c.reader_) resume(c, c.reader_);
+            } else {
+                c.life_.move_to(phase::draining);
+            }
             c.mark_for_work();
         }
     } else if (cqe.res < 0 && cqe.res != -ENOBUFS && cqe.res != -ECANCELED) {
@@ -592,7 +786,7 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
         abort(c, uring::result_error(cqe.res));  // EPIPE, ECONNRESET: the peer is gone
     } else {
         counters_.bytes_out.add(static_cast<std::uint64_t>(cqe.res));
-        if (sent.resume_reading) resume_reading(c);
+        if (sent.resume_reading && !input_over(c)) resume_reading(c);
         deadlines_.output(c, !c.send_.empty(), sent.progressed, now_);
         c.mark_for_work();
         if constexpr (coroutine_handler<H>)
@@ -608,7 +802,15 @@ void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
     if (c.life_.torn_down()) return;
     if (c.send_.ready()) submit(c, op_send, [&](io_uring_sqe* s) { c.send_.prepare_send(s, c.fd_); });
     deadlines_.output(c, !c.send_.empty(), false, now_);
-    if (c.send_.over(config_.max_write_queue)) pause_reading(c);
+    if (c.send_.over(config_.max_write_queue) || input_over(c)) {
+        pause_reading(c);
+    } else if constexpr (keeps_input) {
+        // Paused for input (a busy coroutine held too much): read again
+        // once it consumed down to half, unless output holds it back.
+        if ((c.life_.read == read_state::paused || c.life_.read == read_state::cancelling) &&
+            c.input_.size() <= config_.max_input / 2 && c.send_.size() <= config_.max_write_queue / 2)
+            resume_reading(c);
+    }
     bool flushed = !c.send_.in_flight() && c.send_.empty();
     if (c.life_.now == phase::draining) {
         if (flushed) begin_teardown(c);
@@ -696,7 +898,7 @@ void basic_reactor<B, Q, S, H>::begin_teardown(connection_type& c) {
         if (c.reader_) resume(c, c.reader_);
         if (c.flusher_) resume(c, c.flusher_);
     }
-    if constexpr (handler_has_on_close<H>) handler_.on_close(c, c.reason_);
+    if constexpr (handler_has_on_close<H>) guarded(c, [&] { handler_.on_close(c, c.reason_); });
     if constexpr (keeps_input) c.input_.clear();  // every held buffer goes back
     deadlines_.forget(c);
     // One SQE cancels every request on the socket.
@@ -722,6 +924,7 @@ template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::release_slot(connection_type& c) {
     c.send_.reset(pool_);
     c.task_.reset();
+    c.input_.release_memory();  // a large spill is not kept for the slot's next connection
     deadlines_.forget(c);
     c.fd_ = -1;
     generations_->retire(c.slot_);
@@ -747,7 +950,7 @@ void basic_reactor<B, Q, S, H>::begin_stop() {
     stop_deadline_ = std::chrono::steady_clock::now() + config_.stop_deadline;
     accept_.cancel(*ring_);
     for (auto& c : live_) {
-        if (c.life_.is_open()) {
+        if (c.life_.closable() && c.life_.now != phase::draining) {
             c.life_.move_to(phase::draining);
             c.mark_for_work();
         }

@@ -6,7 +6,8 @@
 //   s.stop();           // stop accepting, close gracefully, join
 //
 // start() and stop() are for one controlling thread; counters() may be read
-// from any thread at any time.
+// from any thread at any time; wait_for_failure(), failure() and
+// hurry_stop() may be called from any thread.
 #pragma once
 
 #include <zerg/acceptor.hpp>
@@ -17,6 +18,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <exception>
 #include <future>
 #include <memory>
@@ -53,7 +56,11 @@ public:
     // running when any part fails.
     void start() {
         if (running_) return;
-        reactors_.clear();  // a server may be started again after stop()
+        {
+            std::lock_guard lock(failure_mutex_);
+            stopping_ = false;
+            reactors_.clear();  // a server may be started again after stop()
+        }
         acceptor_.reset();
         if (config_.reactors == 0) config_.reactors = 1;
         endpoint where = endpoint::parse(config_.address, config_.port, config_.dual_stack);
@@ -98,6 +105,11 @@ public:
     void stop() {
         if (!running_) return;
         running_ = false;
+        {
+            std::lock_guard lock(failure_mutex_);
+            stopping_ = true;
+        }
+        failed_.notify_all();
         // The acceptor first, so no connection arrives at a stopping reactor.
         if (acceptor_thread_.joinable()) {
             acceptor_->request_stop();
@@ -121,6 +133,29 @@ public:
             failure = std::exchange(failure_, nullptr);
         }
         if (failure) std::rethrow_exception(failure);
+    }
+
+    // Any thread, while stop() runs (a second SIGTERM): the graceful close
+    // ends now; every reactor aborts what is still open.
+    void hurry_stop() noexcept {
+        std::lock_guard lock(failure_mutex_);  // reactors_ is stable while stop() has not joined them
+        for (auto& r : reactors_) r->hurry_stop();
+    }
+
+    // Any thread: the error a reactor or the acceptor stopped on (the
+    // server stops routing to a failed reactor and it closed its sockets),
+    // or nullptr. stop() rethrows it as well.
+    std::exception_ptr failure() const {
+        std::lock_guard lock(failure_mutex_);
+        return failure_;
+    }
+    // Any thread: waits until a reactor or the acceptor failed (true), or
+    // stop() began or `timeout` passed (false). For a main() that should
+    // exit at once, non-zero, when the server can no longer serve.
+    bool wait_for_failure(std::chrono::milliseconds timeout) const {
+        std::unique_lock lock(failure_mutex_);
+        failed_.wait_for(lock, timeout, [this] { return failure_ != nullptr || stopping_; });
+        return failure_ != nullptr;
     }
 
     std::uint16_t port() const noexcept { return bound_.port(); }
@@ -176,8 +211,12 @@ private:
             try {
                 loop();
             } catch (...) {
-                std::lock_guard lock(failure_mutex_);
-                if (!failure_) failure_ = std::current_exception();
+                // Reactors and the acceptor report their own failure to the hook.
+                {
+                    std::lock_guard lock(failure_mutex_);
+                    if (!failure_) failure_ = std::current_exception();
+                }
+                failed_.notify_all();
             }
         });
         try {
@@ -195,8 +234,10 @@ private:
     std::unique_ptr<acceptor<Reactor>> acceptor_;
     std::vector<std::thread> threads_;  // the reactors'
     std::thread acceptor_thread_;
-    std::mutex failure_mutex_;
+    mutable std::mutex failure_mutex_;
+    mutable std::condition_variable failed_;
     std::exception_ptr failure_;
+    bool stopping_ = false;  // under failure_mutex_
     endpoint bound_;
     int listener_ = -1;
     int reuse_port_probe_ = -1;

@@ -17,6 +17,8 @@ enum class phase : std::uint8_t {
     open,          // the handler has it: bytes flow both ways
     half_closing,  // shutdown() asked: flush, then SHUT_WR; reading goes on
     write_shut,    // SHUT_WR submitted: reading goes on until the peer's EOF
+    read_shut,     // the peer's EOF, with a coroutine still running: it reads what
+                   // is left and may still write; its return drains
     draining,      // close() asked or EOF seen: flush what is queued, read no more
     tearing_down,  // on_close called, requests cancelled: wait for their last CQEs
     closing,       // close submitted: its CQE frees the slot
@@ -26,9 +28,11 @@ enum class phase : std::uint8_t {
 constexpr bool phase_allows(phase from, phase to) noexcept {
     switch (from) {
         case phase::free: return to == phase::open;
-        case phase::open: return to == phase::half_closing || to == phase::draining || to == phase::tearing_down;
+        case phase::open:
+            return to == phase::half_closing || to == phase::read_shut || to == phase::draining || to == phase::tearing_down;
         case phase::half_closing: return to == phase::write_shut || to == phase::draining || to == phase::tearing_down;
         case phase::write_shut: return to == phase::draining || to == phase::tearing_down;
+        case phase::read_shut: return to == phase::draining || to == phase::tearing_down;
         case phase::draining: return to == phase::tearing_down;
         case phase::tearing_down: return to == phase::closing;
         case phase::closing: return to == phase::free;
@@ -75,10 +79,14 @@ struct lifecycle {
 
     // The handler still has the connection (on_close not yet called).
     bool handed_out() const noexcept { return now >= phase::open && now <= phase::draining; }
-    // The handler may expect more bytes and may still queue replies.
+    // More bytes may come from the peer.
     bool is_open() const noexcept { return now >= phase::open && now <= phase::write_shut; }
     // write() is accepted: nothing has shut the sending side yet.
-    bool accepts_writes() const noexcept { return now == phase::open || now == phase::half_closing; }
+    bool accepts_writes() const noexcept {
+        return now == phase::open || now == phase::half_closing || now == phase::read_shut;
+    }
+    // close() or the end of a coroutine still has something to do.
+    bool closable() const noexcept { return now >= phase::open && now <= phase::read_shut; }
     // Flushing toward a teardown or a SHUT_WR.
     bool flushing() const noexcept { return now == phase::draining || now == phase::half_closing; }
     // on_close has run; the slot waits for its last CQEs.

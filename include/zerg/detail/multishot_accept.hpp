@@ -24,6 +24,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <utility>
 
 namespace zerg::detail {
 
@@ -53,26 +54,30 @@ public:
 
     // A CQE tagged `accept`: calls on_socket(fd) for an accepted socket,
     // re-arms or backs off when the kernel ended the request. `stopping`
-    // leaves it ended.
+    // leaves it ended. Returns the errno when this CQE began a back-off
+    // episode (the first error since the last accepted socket), else 0, so
+    // the owner reports each episode once, not every 10 ms.
     template <class OnSocket>
-    void on_accept(uring::ring& ring, const io_uring_cqe& cqe, bool stopping, OnSocket&& on_socket) {
+    int on_accept(uring::ring& ring, const io_uring_cqe& cqe, bool stopping, OnSocket&& on_socket) {
         if (cqe.res >= 0) {
+            backing_off_ = false;
             if (stats_) stats_->accepted.add();
             on_socket(cqe.res);
         }
-        if (uring::cqe_has_more(cqe)) return;
+        if (uring::cqe_has_more(cqe)) return 0;
         armed_ = false;
-        if (stopping || paused_) return;
+        if (stopping || paused_) return 0;
         if (cqe.res < 0 && cqe.res != -ECANCELED) {
             // Arming again at once would earn the same error at once.
             if (stats_) stats_->errors.add();
             auto* s = ring.get_sqe();
             uring::prep_timeout(s, &backoff_);
             uring::set_user_data(s, tags_.retry);
-            return;
+            return std::exchange(backing_off_, true) ? 0 : -cqe.res;
         }
         if (stats_) stats_->rearms.add();
         arm(ring);
+        return 0;
     }
 
     // A CQE tagged `retry`: the back-off passed.
@@ -108,6 +113,7 @@ private:
     accept_stats* stats_ = nullptr;
     bool armed_ = false;
     bool paused_ = false;
+    bool backing_off_ = false;
     __kernel_timespec backoff_{0, 10'000'000};  // 10 ms
 };
 

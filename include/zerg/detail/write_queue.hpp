@@ -10,9 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
-#include <memory>
 #include <span>
-#include <vector>
 
 namespace zerg::detail {
 
@@ -29,32 +27,57 @@ struct write_chunk : boost::intrusive::slist_base_hook<boost::intrusive::link_mo
 using chunk_list = boost::intrusive::slist<write_chunk, boost::intrusive::cache_last<true>,
                                            boost::intrusive::constant_time_size<false>>;
 
-// Per-reactor: chunks come from here and go back here. Grows on demand and
-// keeps what it has (a server's peak outbound backlog stays allocated).
+// Per-reactor: chunks come from here and go back here. Grows on demand;
+// past `keep` free chunks (1 MiB by default) a returned chunk goes back to
+// the allocator, so a burst of output does not hold its high-water mark of
+// memory forever. Every chunk must be released before the pool dies (the
+// reactor resets its connections' queues first).
 class chunk_pool {
 public:
-    chunk_pool() = default;
+    static constexpr std::size_t default_keep = 64;
+
+    explicit chunk_pool(std::size_t keep = default_keep) noexcept : keep_(keep) {}
     chunk_pool(const chunk_pool&) = delete;
     chunk_pool& operator=(const chunk_pool&) = delete;
-    ~chunk_pool() { free_.clear(); }
+    ~chunk_pool() {
+        while (!free_.empty()) {
+            write_chunk& c = free_.front();
+            free_.pop_front();
+            delete &c;
+        }
+    }
 
     write_chunk* acquire() {
         if (free_.empty()) {
-            owned_.push_back(std::make_unique<write_chunk>());
-            return owned_.back().get();
+            auto* c = new write_chunk;
+            ++allocated_;
+            return c;
         }
         write_chunk& c = free_.front();
         free_.pop_front();
+        --available_;
         c.begin = c.end = 0;
         return &c;
     }
-    void release(write_chunk* c) noexcept { free_.push_front(*c); }
-    std::size_t allocated() const noexcept { return owned_.size(); }
-    std::size_t available() const noexcept { return free_.size(); }
+    void release(write_chunk* c) noexcept {
+        if (available_ >= keep_) {
+            delete c;
+            --allocated_;
+            return;
+        }
+        free_.push_front(*c);
+        ++available_;
+    }
+    // Chunks that exist: in queues plus free.
+    std::size_t allocated() const noexcept { return allocated_; }
+    // Free chunks kept for reuse.
+    std::size_t available() const noexcept { return available_; }
 
 private:
     chunk_list free_;
-    std::vector<std::unique_ptr<write_chunk>> owned_;
+    std::size_t keep_;
+    std::size_t allocated_ = 0;
+    std::size_t available_ = 0;
 };
 
 class write_queue {
