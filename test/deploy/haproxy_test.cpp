@@ -6,7 +6,10 @@
 // all on loopback ports picked here. h2load (Debian package nghttp2-client)
 // sends load through HAProxy; one zerg process is killed (SIGKILL, by PID)
 // mid-run. HAProxy's health check must take it out, and every request must
-// still succeed, on the other process. Paths come from test/Jamfile.
+// still succeed, on the other process. The same with
+// example/deploy/haproxy-reuse-port.cfg and two processes sharing one port
+// (--reuse-port): the kernel stops giving the dead one connections, HAProxy
+// retries what was reset. Paths come from test/Jamfile.
 
 #include <support/process.hpp>
 #include <support/sockets.hpp>
@@ -126,6 +129,37 @@ unsigned long long field(const std::string& text, const std::string& pattern) {
     return std::stoull(m[1]);
 }
 
+// Four seconds of h2load over four keep-alive connections; `victim` is
+// killed (SIGKILL, by PID) after one. Every request must have succeeded.
+void load_and_kill(std::uint16_t frontend, pid_t victim) {
+    command_result load;
+    std::thread client([&] {
+        load = run_command("h2load --h1 -D 4 -c 4 -t 1 http://127.0.0.1:" + std::to_string(frontend) + "/plaintext");
+    });
+    std::this_thread::sleep_for(1s);
+    ::kill(victim, SIGKILL);
+    client.join();
+    BOOST_TEST_MESSAGE(load.output);
+
+    BOOST_TEST(load.status == 0, load.output);
+    auto succeeded = field(load.output, "([0-9]+) succeeded");
+    BOOST_TEST(succeeded > 0u, load.output);
+    BOOST_TEST(succeeded != ~0ull, load.output);
+    // retries, redispatch and retry-on: a request that met the dead process
+    // is sent again, so none fails.
+    BOOST_TEST(field(load.output, "([0-9]+) failed") == 0u, load.output);
+    BOOST_TEST(field(load.output, "([0-9]+) errored") == 0u, load.output);
+    BOOST_TEST(field(load.output, "([0-9]+) timeout") == 0u, load.output);
+    BOOST_TEST(field(load.output, "status codes: ([0-9]+) 2xx") == succeeded, load.output);
+}
+
+std::string temp_log() {
+    char log[] = "/tmp/zerg-haproxy-XXXXXX";
+    int fd = ::mkstemp(log);
+    if (fd >= 0) ::close(fd);
+    return log;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(health_check_takes_a_killed_process_out_and_requests_keep_succeeding) {
@@ -133,7 +167,7 @@ BOOST_AUTO_TEST_CASE(health_check_takes_a_killed_process_out_and_requests_keep_s
         skip_without("curl", "curl"))
         return;
     const std::string program = argument_ending("/http_plaintext");
-    const std::string config = argument_ending("/haproxy.cfg");
+    const std::string config = argument_ending("/deploy/haproxy.cfg");
 
     zerg::test::server_process zerg1(program, {"--reactors", "1"});
     zerg::test::server_process zerg2(program, {"--reactors", "1"});
@@ -143,8 +177,7 @@ BOOST_AUTO_TEST_CASE(health_check_takes_a_killed_process_out_and_requests_keep_s
     ::setenv("ZERG_SERVER1", address(zerg1.port()).c_str(), 1);
     ::setenv("ZERG_SERVER2", address(zerg2.port()).c_str(), 1);
     ::setenv("ZERG_CHECK_INTER", "200ms", 1);  // down after 2 failed checks: ~0.4 s
-    char log[] = "/tmp/zerg-haproxy-XXXXXX";
-    ::close(::mkstemp(log));
+    const std::string log = temp_log();
     haproxy_process haproxy(config, log);
 
     // Both processes answer through HAProxy (round robin) before the kill.
@@ -158,27 +191,7 @@ BOOST_AUTO_TEST_CASE(health_check_takes_a_killed_process_out_and_requests_keep_s
     BOOST_REQUIRE_MESSAGE(served == (std::set<std::string>{"zerg1", "zerg2"}),
                           "HAProxy did not reach both servers; its log:\n" << haproxy.log());
 
-    // Four seconds of load over four keep-alive connections; zerg1 dies
-    // after one.
-    command_result load;
-    std::thread client([&] {
-        load = run_command("h2load --h1 -D 4 -c 4 -t 1 http://" + address(frontend) + "/plaintext");
-    });
-    std::this_thread::sleep_for(1s);
-    ::kill(zerg1.pid(), SIGKILL);
-    client.join();
-    BOOST_TEST_MESSAGE(load.output);
-
-    BOOST_TEST(load.status == 0, load.output);
-    auto succeeded = field(load.output, "([0-9]+) succeeded");
-    BOOST_TEST(succeeded > 0u, load.output);
-    BOOST_TEST(succeeded != ~0ull, load.output);
-    // retry-on all-retryable-errors + redispatch: a request that met the
-    // dead process is sent again to the living one, so none fails.
-    BOOST_TEST(field(load.output, "([0-9]+) failed") == 0u, load.output);
-    BOOST_TEST(field(load.output, "([0-9]+) errored") == 0u, load.output);
-    BOOST_TEST(field(load.output, "([0-9]+) timeout") == 0u, load.output);
-    BOOST_TEST(field(load.output, "status codes: ([0-9]+) 2xx") == succeeded, load.output);
+    load_and_kill(frontend, zerg1.pid());
 
     // The health check marked it down (HAProxy says so on stderr in -db mode)...
     bool down = false;
@@ -195,5 +208,40 @@ BOOST_AUTO_TEST_CASE(health_check_takes_a_killed_process_out_and_requests_keep_s
         BOOST_TEST(r.served_by == "zerg2");
     }
     BOOST_TEST(zerg2.stop() == 0);
-    ::unlink(log);
+    ::unlink(log.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(two_processes_on_one_port_survive_losing_one) {
+    if (skip_without("haproxy", "haproxy") || skip_without("h2load", "nghttp2-client") ||
+        skip_without("curl", "curl"))
+        return;
+    const std::string program = argument_ending("/http_plaintext");
+    const std::string config = argument_ending("/deploy/haproxy-reuse-port.cfg");
+
+    // The first picks the port (--port 0 then --reuse-port); the second joins it.
+    zerg::test::server_process first(program, {"--reactors", "1", "--reuse-port"});
+    const std::string shared = std::to_string(first.port());
+    zerg::test::server_process second(program, {"--reactors", "1", "--reuse-port", "--port", shared});
+    BOOST_REQUIRE_EQUAL(second.port(), first.port());
+
+    const std::uint16_t frontend = free_port();
+    ::setenv("ZERG_FRONTEND", ("127.0.0.1:" + std::to_string(frontend)).c_str(), 1);
+    ::setenv("ZERG_SERVER1", ("127.0.0.1:" + shared).c_str(), 1);
+    ::setenv("ZERG_CHECK_INTER", "200ms", 1);
+    const std::string log = temp_log();
+    haproxy_process haproxy(config, log);
+    bool up = false;
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!up && std::chrono::steady_clock::now() < deadline && haproxy.running()) {
+        up = get(frontend).status == 200;
+        if (!up) std::this_thread::sleep_for(50ms);
+    }
+    BOOST_REQUIRE_MESSAGE(up, "HAProxy did not answer; its log:\n" << haproxy.log());
+
+    load_and_kill(frontend, first.pid());
+    // The port stays up (the other process holds it): no DOWN, and answers.
+    for (int i = 0; i < 10; ++i) BOOST_TEST(get(frontend).status == 200);
+    BOOST_TEST(haproxy.log().find("is DOWN") == std::string::npos, haproxy.log());
+    BOOST_TEST(second.stop() == 0);
+    ::unlink(log.c_str());
 }
