@@ -6,6 +6,7 @@
 //   bin/zerg-bench --quick         seconds; checks that everything runs and verifies
 //   bin/zerg-bench --instructions  adds user-space instructions per message (callgrind)
 //   bin/zerg-bench --help          every option
+//   bin/zerg-bench > results.txt   tables to the file, progress on stderr
 //
 // Each server runs in its own process (this program with --serve NAME),
 // pinned to one CPU while the load generator runs on another, so its CPU
@@ -13,6 +14,7 @@
 #include "baseline_epoll.hpp"
 #include "baseline_liburing.hpp"
 #include "load.hpp"
+#include "progress.hpp"
 #include "report.hpp"
 
 #include <zerg/zerg.hpp>
@@ -64,6 +66,21 @@ struct options {
     unsigned max_connections = 4096;
     unsigned max_wait_ms = 0;  // see server_config::max_wait; set under valgrind
 };
+
+// Step, configuration, repetition and time left, on stderr.
+bench::progress progress;
+
+std::chrono::milliseconds echo_step(const options& o) { return o.warmup + o.duration + std::chrono::milliseconds(300); }
+std::chrono::milliseconds http_step(const options& o, bool wrk) {
+    return o.warmup + o.duration * (wrk ? 2 : 1) + std::chrono::milliseconds(300);
+}
+constexpr std::chrono::milliseconds memory_step{2000};
+constexpr std::chrono::milliseconds callgrind_step{8000};
+
+bool measured_for_memory(const std::string& name) {
+    return name.find("sqpoll") == std::string::npos && name.find("mpmc") == std::string::npos &&
+           name.find("msg_ring") == std::string::npos;
+}
 
 // ---- server side (--serve) ------------------------------------------------
 
@@ -374,9 +391,8 @@ void measure_memory(const options& o, unsigned server_cpu) {
     options mo = o;
     mo.max_connections = idle + 1000;
     for (auto const& c : configurations()) {
-        if (c.name.find("sqpoll") != std::string::npos || c.name.find("mpmc") != std::string::npos ||
-            c.name.find("msg_ring") != std::string::npos)
-            continue;
+        if (!measured_for_memory(c.name)) continue;
+        progress.begin("memory: " + c.name + ", " + std::to_string(idle) + " idle connections", memory_step);
         try {
             auto server = launch(c.name, mo, server_cpu);
             std::uint64_t before = rss_kib(server.proc->pid());
@@ -397,9 +413,11 @@ void measure_memory(const options& o, unsigned server_cpu) {
         } catch (const std::exception& e) {
             std::printf("%-34s failed: %s\n", c.name.c_str(), e.what());
         }
+        progress.end();
     }
     // What one more reactor costs with default settings: the same server
     // with one and with two reactors, idle.
+    progress.begin("memory: one reactor against two", memory_step);
     try {
         options one = o, two = o;
         one.reactors = 1;
@@ -417,6 +435,7 @@ void measure_memory(const options& o, unsigned server_cpu) {
     } catch (const std::exception& e) {
         std::printf("per-reactor size: failed: %s\n", e.what());
     }
+    progress.end();
 }
 
 // HTTP: bin/http_plaintext (beside this program) under the project's own
@@ -435,13 +454,16 @@ bool measure_http(const options& o, unsigned server_cpu) {
     std::vector<double> rates;
     std::uint64_t errors = 0;
     double p50 = 0, p99 = 0;
+    const bool wrk = have_program("wrk");
     for (unsigned rep = 0; rep < o.repetitions; ++rep) {
+        progress.begin("http: repetition " + std::to_string(rep + 1) + "/" + std::to_string(o.repetitions), http_step(o, wrk));
         child server({program, "--address", "127.0.0.1", "--port", "0", "--reactors", std::to_string(o.reactors)}, false,
                      static_cast<int>(server_cpu));
         std::string first = server.line(std::chrono::seconds(10));
         auto colon = first.rfind(':');
         if (first.rfind("listening on ", 0) != 0 || colon == std::string::npos) {
             std::printf("  http_plaintext did not start: '%s'\n", first.c_str());
+            progress.end();
             return false;
         }
         auto port = static_cast<std::uint16_t>(std::stoi(first.substr(colon + 1)));
@@ -458,9 +480,9 @@ bool measure_http(const options& o, unsigned server_cpu) {
             rates.push_back(r.rate());
             p50 = r.p50_us;
             p99 = r.p99_us;
-            std::printf("  [%u/%u] own client %12.0f req/s  verified\n", rep + 1, o.repetitions, r.rate());
+            progress.note("  [%u/%u] own client %12.0f req/s  verified\n", rep + 1, o.repetitions, r.rate());
         }
-        if (have_program("wrk")) {
+        if (wrk) {
             std::string script = "/tmp/zerg-bench-pipeline." + std::to_string(::getpid()) + ".lua";
             if (FILE* f = std::fopen(script.c_str(), "w")) {
                 std::fprintf(f, "init = function(args)\n  local r = {}\n  for i = 1, 16 do r[i] = wrk.format(nil, \"/plaintext\") end\n"
@@ -486,6 +508,7 @@ bool measure_http(const options& o, unsigned server_cpu) {
             std::printf("  wrk: n/a (not installed)\n");
         }
         server.stop(SIGTERM, std::chrono::seconds(10));
+        progress.end();
     }
     if (!rates.empty()) {
         std::sort(rates.begin(), rates.end());
@@ -579,6 +602,19 @@ int main(int argc, char** argv) {
                 static_cast<long long>(o.warmup.count()));
     if (!perf) std::printf("syscalls per message: n/a (perf not installed; apt-get install linux-perf)\n");
 
+    // Every step, planned before the first one runs, so "time left" covers
+    // the whole run.
+    progress.plan(echo_step(o), o.repetitions * static_cast<unsigned>(chosen.size()));
+    if (o.instructions && have_program("valgrind"))
+        for (auto const& c : chosen)
+            if (c.name.find("sqpoll") == std::string::npos) progress.plan(callgrind_step, 2);
+    if (o.http) progress.plan(http_step(o, have_program("wrk")), o.repetitions);
+    if (o.memory) {
+        for (auto const& c : configurations())
+            if (measured_for_memory(c.name)) progress.plan(memory_step);
+        progress.plan(memory_step);
+    }
+
     std::vector<bench::row> rows(chosen.size());
     for (std::size_t i = 0; i < chosen.size(); ++i) rows[i].name = chosen[i].name;
     std::vector<std::vector<double>> cpu(chosen.size()), sys(chosen.size()), p50(chosen.size()), p99(chosen.size());
@@ -586,6 +622,9 @@ int main(int argc, char** argv) {
     // Interleaved: A B C ... A B C ..., so drift hits every configuration alike.
     for (unsigned rep = 0; rep < o.repetitions; ++rep) {
         for (std::size_t i = 0; i < chosen.size(); ++i) {
+            progress.begin("echo: " + chosen[i].name + ", repetition " + std::to_string(rep + 1) + "/" +
+                               std::to_string(o.repetitions),
+                           echo_step(o));
             measurement m;
             try {
                 m = measure(chosen[i].name, o, server_cpu);
@@ -593,9 +632,10 @@ int main(int argc, char** argv) {
                 m.load.failure = e.what();
             }
             auto& r = rows[i];
-            std::printf("  [%u/%u] %-34s %10.0f msgs/s  %s%s\n", rep + 1, o.repetitions, r.name.c_str(), m.load.rate(),
-                        m.load.errors ? "ERRORS " : "verified", m.load.failure.empty() ? "" : (" FAILED: " + m.load.failure).c_str());
-            std::fflush(stdout);
+            progress.end();
+            progress.note("  [%u/%u] %-34s %10.0f msgs/s  %s%s\n", rep + 1, o.repetitions, r.name.c_str(), m.load.rate(),
+                          m.load.errors ? "ERRORS " : "verified",
+                          m.load.failure.empty() ? "" : (" FAILED: " + m.load.failure).c_str());
             r.errors += m.load.errors;
             if (!m.load.failure.empty() || m.load.errors || !m.load.messages) {
                 failed = true;
@@ -631,10 +671,14 @@ int main(int argc, char** argv) {
             const std::uint64_t few = 2000, many = 12000;
             for (std::size_t i = 0; i < chosen.size(); ++i) {
                 if (chosen[i].name.find("sqpoll") != std::string::npos) continue;  // its kernel thread is not counted
+                progress.begin("callgrind: " + chosen[i].name + ", " + std::to_string(few) + " messages", callgrind_step);
                 auto a = callgrind_total(chosen[i].name, o, few);
+                progress.end();
+                progress.begin("callgrind: " + chosen[i].name + ", " + std::to_string(many) + " messages", callgrind_step);
                 auto b = callgrind_total(chosen[i].name, o, many);
+                progress.end();
                 if (a && b && *b > *a) rows[i].instructions_per_msg = static_cast<double>(*b - *a) / static_cast<double>(many - few);
-                std::printf("  callgrind %-34s %s instructions/msg\n", chosen[i].name.c_str(),
+                progress.note("  callgrind %-34s %s instructions/msg\n", chosen[i].name.c_str(),
                             bench::opt(rows[i].instructions_per_msg, "%.0f").c_str());
             }
         }

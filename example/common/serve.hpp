@@ -15,11 +15,19 @@
 #include <cstdio>
 #include <exception>
 #include <thread>
+#include <utility>
 
 namespace example {
 
-template <class Reactor>
-int serve(int argc, char** argv, typename Reactor::handler_type handler = {}) {
+struct no_prepare {
+    template <class Server>
+    void operator()(const Server&) const noexcept {}
+};
+
+// `prepare(server)` runs once the server exists and before it starts (so
+// before any reactor thread): where an example keeps a pointer to it.
+template <class Reactor, class Prepare = no_prepare>
+int serve(int argc, char** argv, typename Reactor::handler_type handler = {}, Prepare prepare = {}) {
     auto config = parse_options(argc, argv);
     if (!config) return 2;
     // The library prints nothing itself: its reports come here.
@@ -31,6 +39,7 @@ int serve(int argc, char** argv, typename Reactor::handler_type handler = {}) {
     try {
         zerg::termination_signals signals;  // before any thread starts
         zerg::server<Reactor> server(*config, std::move(handler));
+        prepare(std::as_const(server));
         server.start();
         std::printf("listening on %s\n", server.local_endpoint().to_string().c_str());
         std::fflush(stdout);

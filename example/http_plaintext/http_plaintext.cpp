@@ -2,16 +2,25 @@
 // "Hello, World!" with Server, Date (refreshed once a second), Content-Type
 // and Content-Length; keep-alive; pipelined requests answered one by one, in
 // order; requests split across reads; 400 and close on a malformed request;
-// 404 for other paths.
+// 404 for other paths. GET /metrics answers the server's counters in the
+// Prometheus text format (zerg/prometheus.hpp).
 //   bin/http_plaintext --port 8080 --reactors 2
 #include "http_request.hpp"
 
+#include <zerg/prometheus.hpp>
 #include <zerg/zerg.hpp>
 
 #include "../common/serve.hpp"
 
 #include <cstdio>
 #include <ctime>
+#include <sstream>
+
+class http_server;
+using http_reactor = zerg::reactor<http_server>;  // every default policy
+
+// Set by main() before the server starts, read by the reactors for /metrics.
+const zerg::server<http_reactor>* metrics_source = nullptr;
 
 class http_server {
 public:
@@ -30,6 +39,8 @@ public:
             in.consume(req.length);
             if (req.target == "/plaintext")
                 respond(out, "200 OK", "Hello, World!", req.keep_alive);
+            else if (req.target == "/metrics" && metrics_source)
+                respond_metrics(out, req.keep_alive);
             else
                 respond(out, "404 Not Found", "", req.keep_alive);
             if (!req.keep_alive) {
@@ -40,13 +51,24 @@ public:
     }
 
 private:
+    // A scrape is rare next to /plaintext: a fresh string per scrape is fine.
+    void respond_metrics(zerg::buffer_writer<zerg::connection<http_server>>& out, bool keep_alive) {
+        std::ostringstream body;
+        zerg::write_prometheus(*metrics_source, body);
+        respond(out, "200 OK", body.str(), keep_alive, "text/plain; version=0.0.4; charset=utf-8");
+    }
+
     void respond(zerg::buffer_writer<zerg::connection<http_server>>& out, std::string_view status, std::string_view body,
-                 bool keep_alive) {
+                 bool keep_alive, std::string_view content_type = "text/plain") {
         out.write("HTTP/1.1 ");
         out.write(status);
         out.write("\r\nServer: zerg\r\nDate: ");
         out.write(std::string_view(date_, date_length_));
-        out.write(body.empty() ? "\r\n" : "\r\nContent-Type: text/plain\r\n");
+        if (!body.empty()) {
+            out.write("\r\nContent-Type: ");
+            out.write(content_type);
+        }
+        out.write("\r\n");
         if (!keep_alive) out.write("Connection: close\r\n");
         out.write("Content-Length: ");
         out.append(body.size());
@@ -70,6 +92,6 @@ private:
     std::time_t date_time_ = 0;
 };
 
-using http_reactor = zerg::reactor<http_server>;
-
-int main(int argc, char** argv) { return example::serve<http_reactor>(argc, argv); }
+int main(int argc, char** argv) {
+    return example::serve<http_reactor>(argc, argv, {}, [](const zerg::server<http_reactor>& s) { metrics_source = &s; });
+}
