@@ -62,9 +62,10 @@ using close_reason = std::error_code;
 struct read_result {
     // Every byte received and not yet consumed.
     buffer_sequence& buffer;
-    // No more bytes will come (the peer's EOF, or the connection is closing).
-    // What `buffer` still holds was received before that and is the
-    // handler's to use; replies written now are still sent.
+    // No more bytes will come (the peer's EOF, or the connection is closing)
+    // and `buffer` holds nothing not yet examined. Bytes that arrived before
+    // the EOF are first returned with closed == false, and replies to them
+    // are still sent.
     bool closed;
 };
 
@@ -145,7 +146,11 @@ public:
         connection* c;
         bool await_ready() const noexcept { return c->input_.size() > c->examined_ || !c->is_open(); }
         void await_suspend(std::coroutine_handle<> h) noexcept { c->reader_ = h; }
-        read_result await_resume() const noexcept { return {c->input_, !c->is_open()}; }
+        // closed only once nothing unexamined is left: a handler that
+        // stops at `closed` still sees every byte that came before the EOF.
+        read_result await_resume() const noexcept {
+            return {c->input_, !c->is_open() && c->input_.size() <= c->examined_};
+        }
     };
     read_awaiter read() noexcept { return {this}; }
 
