@@ -54,6 +54,8 @@ public:
 
     std::uint16_t port() const noexcept { return port_; }
     pid_t pid() const noexcept { return pid_; }
+    // The caller reaped the process itself (waitpid): nothing to kill.
+    void forget() noexcept { pid_ = -1; }
 
     // SIGTERM, then wait up to `timeout`; returns the exit status, or -1 if
     // it had to be killed.
