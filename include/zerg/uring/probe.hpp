@@ -59,7 +59,7 @@ inline std::string opcode_name(unsigned op) {
         "MSG_RING", "FSETXATTR", "SETXATTR", "FGETXATTR", "GETXATTR", "SOCKET", "URING_CMD", "SEND_ZC",
         "SENDMSG_ZC", "READ_MULTISHOT", "WAITID", "FUTEX_WAIT", "FUTEX_WAKE", "FUTEX_WAITV",
         "FIXED_FD_INSTALL", "FTRUNCATE", "BIND", "LISTEN", "RECV_ZC", "EPOLL_WAIT", "READV_FIXED",
-        "WRITEV_FIXED",
+        "WRITEV_FIXED", "PIPE",
     };
     static_assert(sizeof(names) / sizeof(names[0]) == opcode::known_end);
     return op < opcode::known_end ? names[op] : "op " + std::to_string(op);
