@@ -215,8 +215,9 @@ inline void prep_timeout_update(io_uring_sqe* sqe, user_data target, __kernel_ti
 // linked operation gets a new deadline. res: 0, or -ENOENT.
 inline void prep_link_timeout_update(io_uring_sqe* sqe, user_data target, __kernel_timespec* ts,
                                      unsigned flags = 0) noexcept {
-    io_uring_prep_timeout_update(sqe, ts, target.raw(), flags);
-    sqe->timeout_flags = (flags & ~IORING_TIMEOUT_UPDATE) | IORING_LINK_TIMEOUT_UPDATE;
+    // Both bits: without IORING_TIMEOUT_UPDATE the kernel reads the SQE as
+    // a timeout *removal* and looks for a plain timeout (-ENOENT).
+    io_uring_prep_timeout_update(sqe, ts, target.raw(), flags | IORING_LINK_TIMEOUT_UPDATE);
 }
 
 // ---- poll -------------------------------------------------------------------
@@ -230,10 +231,12 @@ inline void prep_poll_remove(io_uring_sqe* sqe, user_data target) noexcept { io_
 // `poll_mask` when `flags` has IORING_POLL_UPDATE_EVENTS, its tag to
 // `new_tag` with IORING_POLL_UPDATE_USER_DATA; IORING_POLL_ADD_MULTI keeps
 // (or makes) it multishot. res: 0, or -ENOENT. The poll's later CQEs carry
-// the new tag and report against the new mask.
+// the new tag and report against the new mask. Without UPDATE_USER_DATA
+// `new_tag` is not sent (the kernel refuses a tag it is not to apply).
 inline void prep_poll_update(io_uring_sqe* sqe, user_data target, user_data new_tag, unsigned poll_mask,
                              unsigned flags = IORING_POLL_UPDATE_EVENTS) noexcept {
-    io_uring_prep_poll_update(sqe, target.raw(), new_tag.raw(), poll_mask, flags);
+    std::uint64_t tag = (flags & IORING_POLL_UPDATE_USER_DATA) ? new_tag.raw() : 0;
+    io_uring_prep_poll_update(sqe, target.raw(), tag, poll_mask, flags);
 }
 
 // ---- messages between rings (5.18) -----------------------------------------
