@@ -10,6 +10,7 @@
 #include <zerg/uring/compat.hpp>
 #include <zerg/uring/file_operations.hpp>
 #include <zerg/uring/operations.hpp>
+#include <zerg/uring/probe.hpp>
 #include <zerg/uring/registered_buffers.hpp>
 #include <zerg/uring/registered_files.hpp>
 
@@ -136,6 +137,22 @@ BOOST_AUTO_TEST_CASE(every_file_prep_overwrites_a_stale_sqe) {
         clean.user_data = stale.user_data = 0;
         BOOST_TEST(std::memcmp(&clean, &stale, sizeof clean) == 0, "prep_" << name << " leaves stale bytes");
     }
+}
+
+// The opcode table the probe and uring-info print from.
+BOOST_AUTO_TEST_CASE(opcode_names_and_kernels) {
+    BOOST_TEST(zu::opcode_name(IORING_OP_OPENAT2) == "OPENAT2");
+    BOOST_TEST(zu::opcode_name(zu::opcode::ftruncate) == "FTRUNCATE");
+    BOOST_TEST(zu::opcode_name(zu::opcode::pipe) == "PIPE");
+    BOOST_TEST(std::string_view(zu::opcode_kernel(IORING_OP_NOP)) == "5.1");
+    BOOST_TEST(std::string_view(zu::opcode_kernel(IORING_OP_STATX)) == "5.6");
+    BOOST_TEST(std::string_view(zu::opcode_kernel(IORING_OP_MKDIRAT)) == "5.15");
+    BOOST_TEST(std::string_view(zu::opcode_kernel(IORING_OP_SENDMSG_ZC)) == "6.1");
+    BOOST_TEST(std::string_view(zu::opcode_kernel(zu::opcode::fixed_fd_install)) == "6.8");
+    BOOST_TEST(std::string_view(zu::opcode_kernel(zu::opcode::ftruncate)) == "6.9");
+    BOOST_TEST(std::string_view(zu::opcode_kernel(zu::opcode::epoll_wait)) == "6.15");
+    BOOST_TEST(std::string_view(zu::opcode_kernel(zu::opcode::pipe)) == "6.16");
+    BOOST_TEST(std::string_view(zu::opcode_kernel(zu::opcode::known_end)) == "?");
 }
 
 BOOST_FIXTURE_TEST_CASE(openat_creates_and_opens, fixture) {
