@@ -15,6 +15,79 @@ void path(const char* what, bool fast, const char* fast_path, const char* fallba
     std::printf("  %-22s %s\n", what, fast ? fast_path : fallback_path);
 }
 
+struct operation {
+    std::uint8_t opcode;
+    const char* functions;
+};
+
+const operation operation_list[] = {
+    {IORING_OP_NOP, "prep_nop"},
+    {IORING_OP_READV, "prep_readv"},
+    {IORING_OP_WRITEV, "prep_writev"},
+    {IORING_OP_FSYNC, "prep_fsync, prep_fdatasync"},
+    {IORING_OP_READ_FIXED, "prep_read_fixed"},
+    {IORING_OP_WRITE_FIXED, "prep_write_fixed"},
+    {IORING_OP_POLL_ADD, "prep_poll_add, prep_poll_multishot"},
+    {IORING_OP_POLL_REMOVE, "prep_poll_remove, prep_poll_update"},
+    {IORING_OP_SYNC_FILE_RANGE, "prep_sync_file_range"},
+    {IORING_OP_SENDMSG, "prep_sendmsg"},
+    {IORING_OP_RECVMSG, "prep_recvmsg, prep_recvmsg_multishot"},
+    {IORING_OP_TIMEOUT, "prep_timeout"},
+    {IORING_OP_TIMEOUT_REMOVE, "prep_timeout_remove, prep_timeout_update, prep_link_timeout_update"},
+    {IORING_OP_ACCEPT, "prep_accept, prep_accept_multishot, prep_accept_direct, prep_accept_multishot_direct"},
+    {IORING_OP_ASYNC_CANCEL, "prep_cancel, prep_cancel_fd, prep_cancel_all"},
+    {IORING_OP_LINK_TIMEOUT, "prep_link_timeout"},
+    {IORING_OP_CONNECT, "prep_connect"},
+    {IORING_OP_FALLOCATE, "prep_fallocate"},
+    {IORING_OP_OPENAT, "prep_openat, prep_openat_direct"},
+    {IORING_OP_CLOSE, "prep_close, prep_close_direct"},
+    {IORING_OP_FILES_UPDATE, "prep_files_update"},
+    {IORING_OP_STATX, "prep_statx"},
+    {IORING_OP_READ, "prep_read"},
+    {IORING_OP_WRITE, "prep_write"},
+    {IORING_OP_FADVISE, "prep_fadvise"},
+    {IORING_OP_MADVISE, "prep_madvise"},
+    {IORING_OP_SEND, "prep_send"},
+    {IORING_OP_RECV, "prep_recv, prep_recv_select, prep_recv_multishot, prep_recv_bundle"},
+    {IORING_OP_OPENAT2, "prep_openat2, prep_openat2_direct"},
+    {IORING_OP_EPOLL_CTL, "prep_epoll_ctl"},
+    {IORING_OP_SPLICE, "prep_splice"},
+    {IORING_OP_PROVIDE_BUFFERS, "prep_provide_buffers"},
+    {IORING_OP_REMOVE_BUFFERS, "prep_remove_buffers"},
+    {IORING_OP_TEE, "prep_tee"},
+    {IORING_OP_SHUTDOWN, "prep_shutdown"},
+    {IORING_OP_RENAMEAT, "prep_renameat"},
+    {IORING_OP_UNLINKAT, "prep_unlinkat"},
+    {IORING_OP_MKDIRAT, "prep_mkdirat"},
+    {IORING_OP_SYMLINKAT, "prep_symlinkat"},
+    {IORING_OP_LINKAT, "prep_linkat"},
+    {IORING_OP_MSG_RING, "prep_msg_ring, prep_msg_ring_fd"},
+    {IORING_OP_FSETXATTR, "prep_fsetxattr"},
+    {IORING_OP_SETXATTR, "prep_setxattr"},
+    {IORING_OP_FGETXATTR, "prep_fgetxattr"},
+    {IORING_OP_GETXATTR, "prep_getxattr"},
+    {IORING_OP_SOCKET, "prep_socket, prep_socket_direct"},
+    {IORING_OP_URING_CMD, "prep_setsockopt, prep_getsockopt"},
+    {IORING_OP_SEND_ZC, "prep_send_zc, prep_send_zc_fixed"},
+    {IORING_OP_SENDMSG_ZC, "prep_sendmsg_zc"},
+    {uring::opcode::read_multishot, "prep_read_multishot"},
+    {uring::opcode::waitid, "prep_waitid"},
+    {uring::opcode::futex_wait, "prep_futex_wait"},
+    {uring::opcode::futex_wake, "prep_futex_wake"},
+    {uring::opcode::futex_waitv, "prep_futex_waitv"},
+    {uring::opcode::fixed_fd_install, "prep_fixed_fd_install"},
+    {uring::opcode::ftruncate, "prep_ftruncate"},
+    {uring::opcode::bind, "prep_bind"},
+    {uring::opcode::listen, "prep_listen"},
+    {uring::opcode::recv_zc, "register_zcrx_ifq (registration only; needs a NIC with header split)"},
+    {uring::opcode::epoll_wait, "prep_epoll_wait"},
+    {uring::opcode::readv_fixed, "prep_readv_fixed"},
+    {uring::opcode::writev_fixed, "prep_writev_fixed"},
+    {uring::opcode::pipe, "prep_pipe, prep_pipe_direct"},
+};
+static_assert(sizeof(operation_list) / sizeof(operation_list[0]) == uring::opcode::known_end,
+              "one row per opcode zerg knows");
+
 }  // namespace
 
 int main() {
@@ -55,6 +128,15 @@ int main() {
         }
     }
     std::printf("\n");
+
+    // Every opcode zerg::uring can prepare: the kernel it needs, whether this
+    // one has it, and the prep_* functions that issue it.
+    std::printf("\noperations (opcode, kernel, here, zerg::uring functions):\n");
+    for (auto const& op : operation_list) {
+        std::string name = uring::opcode_name(op.opcode);
+        std::printf("  %-18s %-5s %-4s %s\n", name.c_str(), uring::opcode_kernel(op.opcode),
+                    yes(k.supports(op.opcode)), op.functions);
+    }
 
     std::printf("\nprovided-buffer rings:\n");
     std::printf("  plain (5.19)           %s\n", yes(k.buf_ring));

@@ -40,8 +40,9 @@ inline constexpr std::uint8_t recv_zc = 58;           // 6.15
 inline constexpr std::uint8_t epoll_wait = 59;        // 6.15
 inline constexpr std::uint8_t readv_fixed = 60;       // 6.15
 inline constexpr std::uint8_t writev_fixed = 61;      // 6.15
+inline constexpr std::uint8_t pipe = 62;              // 6.16
 // One past the highest opcode this header knows; probes read up to here.
-inline constexpr std::uint8_t known_end = 62;
+inline constexpr std::uint8_t known_end = 63;
 }  // namespace zerg::uring::opcode
 
 // ---- CQE flags -------------------------------------------------------------
@@ -134,5 +135,89 @@ inline constexpr std::size_t sqe_level_offset = 16;    // __u32 level   (addr, l
 inline constexpr std::size_t sqe_optname_offset = 20;  // __u32 optname (addr, high half)
 inline constexpr std::size_t sqe_optlen_offset = 44;   // __u32 optlen  (file_index)
 inline constexpr std::size_t sqe_optval_offset = 48;   // __u64 optval  (addr3)
+
+}  // namespace zerg::uring::abi
+
+// ---- file, process and table operations (the full operation set) -----------
+// Flags and structs of the operations in file_operations.hpp,
+// pipe_operations.hpp, wait_operations.hpp, epoll_operations.hpp,
+// descriptor_operations.hpp and zcrx.hpp that liburing 2.3 and the 6.1 uapi
+// headers do not have. Values from include/uapi/linux/io_uring.h and
+// include/uapi/linux/futex.h.
+#ifndef IORING_FIXED_FD_NO_CLOEXEC
+// IORING_OP_FIXED_FD_INSTALL: install the new fd without O_CLOEXEC (6.8).
+#define IORING_FIXED_FD_NO_CLOEXEC (1U << 0)
+#endif
+#ifndef IORING_REGISTER_ZCRX_IFQ
+// io_uring_register() opcode: attach a NIC receive queue for zero-copy receive (6.15).
+#define IORING_REGISTER_ZCRX_IFQ 32
+#endif
+
+namespace zerg::uring::abi {
+
+// futex2 flags (sqe->fd of FUTEX_WAIT/WAKE, futex_waitv::flags); the 6.1
+// uapi header has only FUTEX_32 (== size_u32) and no private flag.
+inline constexpr std::uint32_t futex2_size_u32 = 0x02;  // FUTEX2_SIZE_U32
+inline constexpr std::uint32_t futex2_private = 128;    // FUTEX2_PRIVATE, 6.7
+inline constexpr std::uint32_t futex_match_any = 0xffffffffu;  // FUTEX_BITSET_MATCH_ANY
+
+// IORING_MEM_REGION_TYPE_USER: the region is memory the caller allocated (6.13).
+inline constexpr std::uint32_t mem_region_type_user = 1;
+
+// Layout of struct io_uring_region_desc (6.13).
+struct region_desc {
+    std::uint64_t user_addr;
+    std::uint64_t size;
+    std::uint32_t flags;
+    std::uint32_t id;
+    std::uint64_t mmap_offset;
+    std::uint64_t resv[4];
+};
+static_assert(sizeof(region_desc) == 64, "io_uring_region_desc is 64 bytes in the kernel ABI");
+
+// Layout of struct io_uring_zcrx_area_reg (6.15).
+struct zcrx_area_reg {
+    std::uint64_t addr;
+    std::uint64_t len;
+    std::uint64_t rq_area_token;  // out: the token refill entries carry
+    std::uint32_t flags;
+    std::uint32_t dmabuf_fd;
+    std::uint64_t resv2[2];
+};
+static_assert(sizeof(zcrx_area_reg) == 48, "io_uring_zcrx_area_reg is 48 bytes in the kernel ABI");
+
+// Layout of struct io_uring_zcrx_offsets (6.15): where the refill ring's
+// head, tail and entries lie inside the region.
+struct zcrx_offsets {
+    std::uint32_t head;
+    std::uint32_t tail;
+    std::uint32_t rqes;
+    std::uint32_t resv2;
+    std::uint64_t resv[2];
+};
+static_assert(sizeof(zcrx_offsets) == 32, "io_uring_zcrx_offsets is 32 bytes in the kernel ABI");
+
+// Layout of struct io_uring_zcrx_ifq_reg (IORING_REGISTER_ZCRX_IFQ, 6.15).
+struct zcrx_ifq_reg {
+    std::uint32_t if_idx;
+    std::uint32_t if_rxq;
+    std::uint32_t rq_entries;
+    std::uint32_t flags;
+    std::uint64_t area_ptr;    // struct zcrx_area_reg*
+    std::uint64_t region_ptr;  // struct region_desc*
+    zcrx_offsets offsets;      // out
+    std::uint32_t zcrx_id;     // out
+    std::uint32_t resv2;
+    std::uint64_t resv[3];
+};
+static_assert(sizeof(zcrx_ifq_reg) == 96, "io_uring_zcrx_ifq_reg is 96 bytes in the kernel ABI");
+
+// Layout of struct io_uring_zcrx_rqe, one refill-ring entry (6.15).
+struct zcrx_rqe {
+    std::uint64_t off;
+    std::uint32_t len;
+    std::uint32_t pad;
+};
+static_assert(sizeof(zcrx_rqe) == 16);
 
 }  // namespace zerg::uring::abi

@@ -1,4 +1,7 @@
-// Typed preparation of every SQE a TCP server needs.
+// Typed preparation of every SQE a TCP server needs. The rest of the
+// operation set has its own headers: file_operations.hpp,
+// pipe_operations.hpp, wait_operations.hpp, epoll_operations.hpp,
+// descriptor_operations.hpp and zcrx.hpp.
 //
 // Each prep_* fills one SQE completely (liburing's helpers zero the entry
 // first), so a reused entry never carries stale fields. Buffers are spans;
@@ -202,6 +205,20 @@ inline void prep_link_timeout(io_uring_sqe* sqe, __kernel_timespec* ts, unsigned
 inline void prep_timeout_remove(io_uring_sqe* sqe, user_data target, unsigned flags = 0) noexcept {
     io_uring_prep_timeout_remove(sqe, target.raw(), flags);
 }
+// Re-arms the pending prep_timeout tagged `target` with `ts` (5.11); `flags`
+// may add IORING_TIMEOUT_ABS or a clock. res: 0, or -ENOENT when no such
+// timeout is pending. The timeout itself does not complete.
+inline void prep_timeout_update(io_uring_sqe* sqe, user_data target, __kernel_timespec* ts, unsigned flags = 0) noexcept {
+    io_uring_prep_timeout_update(sqe, ts, target.raw(), flags);
+}
+// Re-arms the pending link timeout tagged `target` with `ts` (5.15): its
+// linked operation gets a new deadline. res: 0, or -ENOENT.
+inline void prep_link_timeout_update(io_uring_sqe* sqe, user_data target, __kernel_timespec* ts,
+                                     unsigned flags = 0) noexcept {
+    // Both bits: without IORING_TIMEOUT_UPDATE the kernel reads the SQE as
+    // a timeout *removal* and looks for a plain timeout (-ENOENT).
+    io_uring_prep_timeout_update(sqe, ts, target.raw(), flags | IORING_LINK_TIMEOUT_UPDATE);
+}
 
 // ---- poll -------------------------------------------------------------------
 inline void prep_poll_add(io_uring_sqe* sqe, int fd, unsigned poll_mask) noexcept { io_uring_prep_poll_add(sqe, fd, poll_mask); }
@@ -210,6 +227,17 @@ inline void prep_poll_multishot(io_uring_sqe* sqe, int fd, unsigned poll_mask) n
     io_uring_prep_poll_multishot(sqe, fd, poll_mask);
 }
 inline void prep_poll_remove(io_uring_sqe* sqe, user_data target) noexcept { io_uring_prep_poll_remove(sqe, target.raw()); }
+// Changes the pending poll tagged `target` in place (5.13): its mask to
+// `poll_mask` when `flags` has IORING_POLL_UPDATE_EVENTS, its tag to
+// `new_tag` with IORING_POLL_UPDATE_USER_DATA; IORING_POLL_ADD_MULTI keeps
+// (or makes) it multishot. res: 0, or -ENOENT. The poll's later CQEs carry
+// the new tag and report against the new mask. Without UPDATE_USER_DATA
+// `new_tag` is not sent (the kernel refuses a tag it is not to apply).
+inline void prep_poll_update(io_uring_sqe* sqe, user_data target, user_data new_tag, unsigned poll_mask,
+                             unsigned flags = IORING_POLL_UPDATE_EVENTS) noexcept {
+    std::uint64_t tag = (flags & IORING_POLL_UPDATE_USER_DATA) ? new_tag.raw() : 0;
+    io_uring_prep_poll_update(sqe, target.raw(), tag, poll_mask, flags);
+}
 
 // ---- messages between rings (5.18) -----------------------------------------
 // Posts a CQE with res = `res` and user_data = `ud` to the ring `target_ring_fd`.

@@ -59,10 +59,28 @@ inline std::string opcode_name(unsigned op) {
         "MSG_RING", "FSETXATTR", "SETXATTR", "FGETXATTR", "GETXATTR", "SOCKET", "URING_CMD", "SEND_ZC",
         "SENDMSG_ZC", "READ_MULTISHOT", "WAITID", "FUTEX_WAIT", "FUTEX_WAKE", "FUTEX_WAITV",
         "FIXED_FD_INSTALL", "FTRUNCATE", "BIND", "LISTEN", "RECV_ZC", "EPOLL_WAIT", "READV_FIXED",
-        "WRITEV_FIXED",
+        "WRITEV_FIXED", "PIPE",
     };
     static_assert(sizeof(names) / sizeof(names[0]) == opcode::known_end);
     return op < opcode::known_end ? names[op] : "op " + std::to_string(op);
+}
+
+// The first mainline kernel with opcode `op` ("5.6"), or "?" past what this
+// header knows. For messages and tools; decide with supports(), not this.
+inline const char* opcode_kernel(unsigned op) noexcept {
+    static constexpr const char* since[] = {
+        "5.1",  "5.1",  "5.1",  "5.1",  "5.1",  "5.1",  "5.1",  "5.1",  "5.2",  "5.3",  "5.3",  // NOP..RECVMSG
+        "5.4",  "5.5",  "5.5",  "5.5",  "5.5",  "5.5",                                          // TIMEOUT..CONNECT
+        "5.6",  "5.6",  "5.6",  "5.6",  "5.6",  "5.6",  "5.6",  "5.6",  "5.6",  "5.6",  "5.6",  // FALLOCATE..RECV
+        "5.6",  "5.6",                                                                          // OPENAT2, EPOLL_CTL
+        "5.7",  "5.7",  "5.7",  "5.8",  "5.11", "5.11", "5.11",                                 // SPLICE..UNLINKAT
+        "5.15", "5.15", "5.15", "5.18",                                                         // MKDIRAT..MSG_RING
+        "5.19", "5.19", "5.19", "5.19", "5.19", "5.19", "6.0",  "6.1",                          // xattrs..SENDMSG_ZC
+        "6.7",  "6.7",  "6.7",  "6.7",  "6.7",  "6.8",  "6.9",  "6.11", "6.11",                 // READ_MULTISHOT..LISTEN
+        "6.15", "6.15", "6.15", "6.15", "6.16",                                                 // RECV_ZC..PIPE
+    };
+    static_assert(sizeof(since) / sizeof(since[0]) == opcode::known_end);
+    return op < opcode::known_end ? since[op] : "?";
 }
 
 namespace detail {
