@@ -339,7 +339,7 @@ BOOST_AUTO_TEST_CASE(http_malformed_inputs) {
         "GET / HTTP/1.1\r\nHost: a\r\nno-colon-at-all\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\n\tfolded\r\n\r\n",
-        std::string("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 28),
+        std::string("GET / HTTP/1.1\r\nX: a") + '\0' + "b\r\n\r\n",
         "GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n",
         "GET / HTTP/1.1\r\nX: a\x1b[0m\r\n\r\n",
         // Content-Length
