@@ -1,5 +1,6 @@
 #!/bin/sh
-# Builds the libFuzzer targets in test/fuzz with clang (Debian: clang,
+# Builds the libFuzzer targets in test/fuzz (the HTTP and RESP parsers,
+# buffer_sequence) with clang (Debian: clang,
 # libclang-rt-14-dev) under AddressSanitizer and UndefinedBehaviorSanitizer
 # and runs each for a bounded time over the seed corpus in test/fuzz/corpus.
 #   test/fuzz/run.sh [SECONDS-PER-TARGET]     (default 30, or $ZERG_FUZZ_SECONDS)
@@ -41,7 +42,7 @@ if ! "$cxx" -fsanitize=fuzzer,address,undefined "$work/probe.cpp" -o "$work/prob
     exit 0
 fi
 
-for target in http_request resp_command; do
+for target in http_request resp_command buffer_sequence; do
     if ! "$cxx" $flags "$here/${target}_fuzz.cpp" -o "$work/${target}_fuzz" 2>"$work/$target.build.log"; then
         cat "$work/$target.build.log"
         echo "FAILED fuzz-parsers: $target does not build"
