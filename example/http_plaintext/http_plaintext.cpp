@@ -3,13 +3,15 @@
 // and Content-Length; keep-alive; pipelined requests answered one by one, in
 // order; requests split across reads; 400 and close on a malformed request;
 // 404 for other paths. GET /metrics answers the server's counters in the
-// Prometheus text format (zerg/prometheus.hpp).
-//   bin/http_plaintext --port 8080 --reactors 2
+// Prometheus text format (zerg/prometheus.hpp). A request over the limits
+// gets 431 (head) or 413 (body) and close; see doc/api/parsers.md.
+//   bin/http_plaintext --port 8080 --reactors 2 [--max-head 8k] [--max-headers 100] [--max-body 1m]
 #include "http_request.hpp"
 
 #include <zerg/prometheus.hpp>
 #include <zerg/zerg.hpp>
 
+#include "../common/limit_flags.hpp"
 #include "../common/serve.hpp"
 
 #include <cstdio>
@@ -24,19 +26,25 @@ const zerg::server<http_reactor>* metrics_source = nullptr;
 
 class http_server {
 public:
+    // Each connection parses on from where its last receive stopped.
+    struct connection_state {
+        http::request_parser parser;
+    };
+
+    explicit http_server(http::limits limits = {}) : limits_(limits) {}
+
     void on_data(zerg::connection<http_server>& c, zerg::buffer_sequence& in) {
         refresh_date();
         auto out = c.writer();
-        while (!in.empty()) {
-            http::request req;
-            auto status = http::parse(in, req, scratch_);
+        for (;;) {
+            auto status = c.state().parser.parse(in, limits_);  // consumes each request it completes
             if (status == http::parse_status::incomplete) return;  // the rest comes later
-            if (status == http::parse_status::malformed) {
-                respond(out, "400 Bad Request", "", false);
+            if (status != http::parse_status::complete) {
+                respond(out, http::status_line(status), "", false);
                 c.close();
                 return;
             }
-            in.consume(req.length);
+            const http::request& req = c.state().parser.get();
             if (req.target == "/plaintext")
                 respond(out, "200 OK", "Hello, World!", req.keep_alive);
             else if (req.target == "/metrics" && metrics_source)
@@ -86,12 +94,18 @@ private:
         date_length_ = std::strftime(date_, sizeof date_, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     }
 
-    std::array<char, http::max_head> scratch_{};
+    http::limits limits_;
     char date_[64] = {};
     std::size_t date_length_ = 0;
     std::time_t date_time_ = 0;
 };
 
 int main(int argc, char** argv) {
-    return example::serve<http_reactor>(argc, argv, {}, [](const zerg::server<http_reactor>& s) { metrics_source = &s; });
+    http::limits limits;
+    if (!example::take_size_flags(argc, argv, {{"--max-head", &limits.max_head},
+                                               {"--max-headers", &limits.max_headers},
+                                               {"--max-body", &limits.max_body}}))
+        return 2;
+    return example::serve<http_reactor>(argc, argv, http_server(limits),
+                                        [](const zerg::server<http_reactor>& s) { metrics_source = &s; });
 }

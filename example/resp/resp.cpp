@@ -1,10 +1,13 @@
 // A Redis-protocol subset: PING, ECHO, SET, GET, DEL, EXISTS, INCR, with
 // pipelining. redis-cli and redis-benchmark (Debian: redis-tools) drive it.
-//   bin/resp --port 6380 --reactors 2
+// A protocol error (or a bulk or array over the limits, see
+// doc/api/parsers.md) gets "-ERR Protocol error: ..." and close, as Redis does.
+//   bin/resp --port 6380 --reactors 2 [--max-bulk 512k] [--max-args 1048576] [--max-inline 64k]
 #include "resp_command.hpp"
 
 #include <zerg/zerg.hpp>
 
+#include "../common/limit_flags.hpp"
 #include "../common/serve.hpp"
 
 #include <charconv>
@@ -24,20 +27,25 @@ class resp_server {
 public:
     using connection = zerg::connection<resp_server>;
 
-    resp_server() : store_(std::make_shared<store>()) {}
+    // Each connection parses on from where its last receive stopped.
+    struct connection_state {
+        resp::command_parser parser;
+    };
+
+    explicit resp_server(resp::limits limits = {}) : store_(std::make_shared<store>()), limits_(limits) {}
 
     void on_data(connection& c, zerg::buffer_sequence& in) {
         auto out = c.writer();
-        while (!in.empty()) {
-            auto status = resp::parse(in, command_);
+        auto& parser = c.state().parser;
+        for (;;) {
+            auto status = parser.parse(in, limits_);  // consumes each command it completes
             if (status == resp::parse_status::incomplete) return;
             if (status == resp::parse_status::malformed) {
-                error(out, "ERR Protocol error: " + command_.error);
+                error(out, "ERR Protocol error: " + std::string(parser.error()));
                 c.close();
                 return;
             }
-            in.consume(command_.length);
-            if (!command_.args.empty()) execute(out, command_.args);
+            if (!parser.args().empty()) execute(out, parser.args());
         }
     }
 
@@ -126,9 +134,16 @@ private:
     }
 
     std::shared_ptr<store> store_;
-    resp::command command_;
+    resp::limits limits_;
 };
 
 using resp_reactor = zerg::reactor<resp_server>;
 
-int main(int argc, char** argv) { return example::serve<resp_reactor>(argc, argv); }
+int main(int argc, char** argv) {
+    resp::limits limits;
+    if (!example::take_size_flags(argc, argv, {{"--max-bulk", &limits.max_bulk},
+                                               {"--max-args", &limits.max_args},
+                                               {"--max-inline", &limits.max_inline}}))
+        return 2;
+    return example::serve<resp_reactor>(argc, argv, resp_server(limits));
+}

@@ -318,7 +318,10 @@ BOOST_AUTO_TEST_CASE(http_malformed_gets_400_and_close) {
         "GET /plaintext HTTP/1.1\r\nNoColonHere\r\n\r\n",
         "POST /plaintext HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
         "POST /plaintext HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        "GET /plaintext HTTP/1.1\r\nX-Huge: " + std::string(9000, 'x'),  // no head end within 8 KiB
+        // Two Content-Lengths: the request-smuggling pattern (RFC 9112 §6.3 requires 400).
+        "POST /plaintext HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\nhello",
+        "GET /plaintext HTTP/1.1\nHost: bare-lf\n\n",
+        "POST /plaintext HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
     };
     for (auto& bad : malformed) {
         BOOST_TEST_CONTEXT("'" << bad.substr(0, 60) << "'") {
@@ -335,6 +338,98 @@ BOOST_AUTO_TEST_CASE(http_malformed_gets_400_and_close) {
             BOOST_TEST(got.rest.empty());
         }
     }
+    BOOST_TEST(server.process.stop() == 0);
+}
+
+// A refusal closes that one connection: another one, opened before, keeps
+// being served, and new ones are too.
+BOOST_AUTO_TEST_CASE(http_400_closes_only_that_connection) {
+    http_server server;
+    auto good = connect_nodelay(server.port());
+    BOOST_REQUIRE(zerg::test::send_all(good.get(), plaintext));
+    auto first = read_responses(good.get(), 1);
+    BOOST_REQUIRE(first.list.size() == 1u);
+    check_plaintext(first.list[0]);
+    for (std::string bad : {"\x16\x03\x01\x02\x31\x01\xfc\x03\x03\r\n\r\n",  // like a TLS hello on the plain port
+                            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"}) {
+        auto c = connect_nodelay(server.port());
+        BOOST_REQUIRE(zerg::test::send_all(c.get(), bad));
+        auto got = read_responses(c.get(), 1, true);
+        BOOST_REQUIRE(got.list.size() == 1u);
+        check_status(got.list[0], "HTTP/1.1 400 Bad Request", true);
+        BOOST_TEST(got.eof, "the connection stayed open after 400");
+        // The other connection is still served, in order.
+        BOOST_REQUIRE(zerg::test::send_all(good.get(), plaintext + plaintext));
+        auto again = read_responses(good.get(), 2);
+        BOOST_TEST(!again.eof);
+        BOOST_REQUIRE(again.list.size() == 2u);
+        for (auto& r : again.list) check_plaintext(r);
+    }
+    auto fresh = connect_nodelay(server.port());
+    BOOST_REQUIRE(zerg::test::send_all(fresh.get(), plaintext));
+    auto got = read_responses(fresh.get(), 1);
+    BOOST_REQUIRE(got.list.size() == 1u);
+    check_plaintext(got.list[0]);
+    good.reset();
+    fresh.reset();
+    BOOST_TEST(server.process.stop() == 0);
+}
+
+// Over the limits: 413 for a body (before any of it is read), 431 for a
+// head; answered, then closed; the requests before are answered. The
+// limits come from the command line.
+BOOST_AUTO_TEST_CASE(http_over_the_limits_gets_413_or_431) {
+    zerg::test::server_process server(program("http_plaintext"),
+                                      {"--reactors", "2", "--max-body", "100", "--max-headers", "8", "--max-head", "1k"});
+    auto post = [](std::size_t n) {
+        return "POST /plaintext HTTP/1.1\r\nContent-Length: " + std::to_string(n) + "\r\n\r\n" + std::string(n, 'b');
+    };
+    std::string nine_headers = "GET /plaintext HTTP/1.1\r\n";
+    for (int i = 0; i < 9; ++i) nine_headers += "X-" + std::to_string(i) + ": v\r\n";
+    nine_headers += "\r\n";
+    struct refusal {
+        std::string request;  // sent after one good request and one at the limit
+        std::string status;
+    };
+    const std::vector<refusal> cases = {
+        {"POST /plaintext HTTP/1.1\r\nContent-Length: 101\r\n\r\n", "HTTP/1.1 413 Content Too Large"},
+        {"POST /plaintext HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", "HTTP/1.1 413 Content Too Large"},
+        {"POST /plaintext HTTP/1.1\r\nContent-Length: 18446744073709551617\r\n\r\n", "HTTP/1.1 413 Content Too Large"},
+        {nine_headers, "HTTP/1.1 431 Request Header Fields Too Large"},
+        {"GET /plaintext HTTP/1.1\r\nX-Huge: " + std::string(2000, 'x'), "HTTP/1.1 431 Request Header Fields Too Large"},
+    };
+    std::string eight_headers = "GET /plaintext HTTP/1.1\r\n";
+    for (int i = 0; i < 8; ++i) eight_headers += "X-" + std::to_string(i) + ": v\r\n";
+    eight_headers += "\r\n";
+    for (auto& c : cases) {
+        BOOST_TEST_CONTEXT("'" << c.request.substr(0, 60) << "'") {
+            auto fd = connect_nodelay(server.port());
+            BOOST_REQUIRE(zerg::test::send_all(fd.get(), plaintext + post(100) + eight_headers + c.request));
+            auto got = read_responses(fd.get(), 4, true);
+            BOOST_TEST(!got.malformed);
+            BOOST_REQUIRE(got.list.size() == 4u);
+            for (int i = 0; i < 3; ++i) check_plaintext(got.list[i]);
+            check_status(got.list[3], c.status, true);
+            BOOST_TEST(got.eof, "the connection stayed open after " << c.status);
+        }
+    }
+    BOOST_TEST(server.stop() == 0);
+}
+
+// A request with a body, then another, a byte at a time.
+BOOST_AUTO_TEST_CASE(http_trickled_request_with_body) {
+    http_server server;
+    auto c = connect_nodelay(server.port());
+    std::string two = "POST /plaintext HTTP/1.1\r\nContent-Length: 12\r\n\r\nhello\r\n\r\nGET" + plaintext;
+    for (char ch : two) {
+        BOOST_REQUIRE(zerg::test::send_all(c.get(), std::string_view(&ch, 1)));
+        ::poll(nullptr, 0, 1);  // pacing: each byte its own receive
+    }
+    auto got = read_responses(c.get(), 2);
+    BOOST_REQUIRE(got.list.size() == 2u);
+    for (auto& r : got.list) check_plaintext(r);
+    BOOST_TEST(got.rest.empty());
+    c.reset();
     BOOST_TEST(server.process.stop() == 0);
 }
 
@@ -503,8 +598,8 @@ BOOST_AUTO_TEST_CASE(resp_raw_pipelining_split_and_protocol_error) {
 }
 
 // Every protocol error says why, and the reason is about this connection's
-// input. (One reactor: both connections share the handler, and with it the
-// parser's command object.)
+// input. (One reactor: both connections share the handler; each has its
+// own parser.)
 BOOST_AUTO_TEST_CASE(resp_protocol_error_reasons) {
     zerg::test::server_process server(program("resp"), {"--reactors", "1"});
     auto first = connect_nodelay(server.port());
@@ -524,6 +619,57 @@ BOOST_AUTO_TEST_CASE(resp_protocol_error_reasons) {
         }
     }
     BOOST_TEST(server.stop() == 0);
+}
+
+// Lengths that overflow, are negative or are over the limits: -ERR, then
+// close, with the payload never awaited; the commands before are answered;
+// another connection keeps being served.
+BOOST_AUTO_TEST_CASE(resp_garbage_and_oversized_get_err_and_close) {
+    zerg::test::server_process server(program("resp"), {"--reactors", "2", "--max-bulk", "16", "--max-args", "4"});
+    auto good = connect_nodelay(server.port());
+    std::string ping = "*1\r\n$4\r\nPING\r\n";
+    struct bad {
+        std::string text;
+        std::string reply;
+    };
+    const std::vector<bad> cases = {
+        {"*1\r\n$18446744073709551619\r\nabc\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+        {"*18446744073709551617\r\n$4\r\nPING\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+        {"*1\r\n$-3\r\nabc\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+        {"*2\r\n$4\r\nECHO\r\n$17\r\n", "-ERR Protocol error: invalid bulk length\r\n"},  // no payload sent
+        {"*5\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+        {"*1\n$4\r\nPING\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+        {"*1\r\n$4\r\nPINGxx", "-ERR Protocol error: bulk string not terminated by CRLF\r\n"},
+    };
+    std::string echo16 = "*2\r\n$4\r\nECHO\r\n$16\r\n" + std::string(16, 'e') + "\r\n";
+    for (auto& c : cases) {
+        BOOST_TEST_CONTEXT("'" << c.text << "'") {
+            auto fd = connect_nodelay(server.port());
+            BOOST_REQUIRE(zerg::test::send_all(fd.get(), ping + echo16 + c.text));
+            auto end = zerg::test::read_to_close(fd.get(), 5000ms);
+            BOOST_TEST((end.eof || end.error != 0), "the connection stayed open after a protocol error");
+            BOOST_TEST(end.bytes == "+PONG\r\n$16\r\n" + std::string(16, 'e') + "\r\n" + c.reply);
+            BOOST_REQUIRE(zerg::test::send_all(good.get(), ping));
+            BOOST_TEST(zerg::test::read_exact(good.get(), 7).bytes == "+PONG\r\n");
+        }
+    }
+    good.reset();
+    BOOST_TEST(server.stop() == 0);
+}
+
+// Pipelined commands, a byte at a time.
+BOOST_AUTO_TEST_CASE(resp_trickled_pipeline) {
+    resp_server server;
+    auto c = connect_nodelay(server.port());
+    std::string commands = "*3\r\n$3\r\nSET\r\n$1\r\nt\r\n$4\r\nslow\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nt\r\n";
+    for (char ch : commands) {
+        BOOST_REQUIRE(zerg::test::send_all(c.get(), std::string_view(&ch, 1)));
+        ::poll(nullptr, 0, 1);  // pacing: each byte its own receive
+    }
+    std::string want = "+OK\r\n+PONG\r\n$4\r\nslow\r\n";
+    BOOST_TEST(zerg::test::read_exact(c.get(), want.size()).bytes == want);
+    c.reset();
+    BOOST_TEST(server.process.stop() == 0);
 }
 
 // =============================================================================
