@@ -31,9 +31,21 @@ zerg::test::fd_guard stuck_client(std::uint16_t port) {
     auto fd = zerg::test::connect_loopback(port);
     int small = 4096;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    // Send until the server stops taking bytes for 300 ms: by then the
+    // socket buffers on both sides are full and the server holds its
+    // replies in its own queue, with reading paused (at most 64 MiB).
     std::vector<char> junk(1 << 16, 'x');
-    for (int i = 0; i < 64; ++i)
-        if (::send(fd.get(), junk.data(), junk.size(), MSG_NOSIGNAL | MSG_DONTWAIT) <= 0) break;
+    std::size_t sent = 0;
+    auto last_progress = std::chrono::steady_clock::now();
+    while (sent < (64u << 20) && std::chrono::steady_clock::now() - last_progress < 300ms) {
+        ssize_t n = ::send(fd.get(), junk.data(), junk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            sent += static_cast<std::size_t>(n);
+            last_progress = std::chrono::steady_clock::now();
+        } else {
+            std::this_thread::sleep_for(5ms);
+        }
+    }
     return fd;
 }
 
@@ -55,7 +67,6 @@ int wait_exit(pid_t pid, std::chrono::milliseconds timeout, std::chrono::millise
 BOOST_AUTO_TEST_CASE(second_signal_ends_the_graceful_wait_and_exits_zero) {
     zerg::test::server_process server(program(), {"--stop-deadline-ms", "20000", "--write-timeout-ms", "0"});
     auto client = stuck_client(server.port());
-    std::this_thread::sleep_for(200ms);
     ::kill(server.pid(), SIGTERM);
     std::this_thread::sleep_for(300ms);
     // Still waiting for the stuck client: the graceful stop has 20 s.

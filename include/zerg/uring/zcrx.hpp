@@ -62,7 +62,7 @@ inline std::string explain_zcrx_failure(int errno_value) {
         case EOPNOTSUPP:
             return why +
                    "The interface's driver cannot provide receive-queue memory to io_uring (no queue "
-                   "management ops or no header split): loopback, veth and most virtual NICs never can. "
+                   "management ops or no header split): loopback, veth and most emulated NICs never can. "
                    "Use a NIC whose driver supports io_uring zero-copy receive.";
         case ENODEV:
             return why + "No network interface has that index.";
