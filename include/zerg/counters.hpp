@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 // X(name, kind, help): kind is counter (only grows) or gauge (goes up and down).
@@ -28,6 +29,13 @@
     X(stale_completions, counter, "completions for a slot generation that is gone")   \
     X(loop_iterations, counter, "reactor loop iterations")                            \
     X(handler_exceptions, counter, "handler callbacks that threw (their connection closed)") \
+    X(completions, counter, "CQEs reaped (per loop iteration: completions / loop_iterations)") \
+    X(closed_clean, counter, "closes with no error: close(), EOF, graceful stop")     \
+    X(closed_timeout, counter, "closes by idle, read or write timeout or stop deadline") \
+    X(closed_reset, counter, "closes because the peer reset or vanished (ECONNRESET, EPIPE)") \
+    X(closed_handler, counter, "closes because a handler threw or ran out of memory")   \
+    X(closed_input_limit, counter, "closes because max_input was exceeded")            \
+    X(closed_other, counter, "closes on any other error")                              \
     X(busy_slots, gauge, "slots not free (live or closing)")
 
 namespace zerg {
@@ -48,6 +56,24 @@ struct alignas(64) reactor_counters {
 #define ZERG_COUNTER_MEMBER(name, kind, help) counter name;
     ZERG_REACTOR_COUNTERS(ZERG_COUNTER_MEMBER)
 #undef ZERG_COUNTER_MEMBER
+
+    // Time each loop iteration spends working (from waking up to the next
+    // sleep), as a histogram: bucket i counts iterations of at most
+    // bounds_ns[i], the last one the rest. Two clock reads per iteration.
+    struct histogram {
+        static constexpr std::uint64_t bounds_ns[] = {1'000, 4'000, 16'000, 64'000, 256'000,
+                                                      1'000'000, 4'000'000, 16'000'000, 64'000'000};
+        static constexpr std::size_t buckets = sizeof bounds_ns / sizeof bounds_ns[0] + 1;
+        counter bucket[buckets];
+        counter sum_ns;
+        void record(std::uint64_t ns) noexcept {
+            std::size_t i = 0;
+            while (i + 1 < buckets && ns > bounds_ns[i]) ++i;
+            bucket[i].add();
+            sum_ns.add(ns);
+        }
+    };
+    histogram loop_time;
 };
 
 // A multishot accept's own counts (the acceptor's, or a reuse_port

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <ostream>
 #include <string_view>
+#include <utility>
 
 namespace zerg {
 
@@ -64,6 +65,8 @@ inline constexpr metric<reactor_counters> reactor_metrics[] = {
     {"loop_iterations_total", metric_kind::counter, "Event loop iterations.", &reactor_counters::loop_iterations},
     {"handler_exceptions_total", metric_kind::counter, "Handler callbacks that threw; each closed its connection.",
      &reactor_counters::handler_exceptions},
+    {"completions_total", metric_kind::counter, "Completions reaped; divided by loop iterations, CQEs per iteration.",
+     &reactor_counters::completions},
 };
 
 inline constexpr metric<acceptor_counters> acceptor_metrics[] = {
@@ -115,6 +118,38 @@ void write_prometheus(const server<Reactor>& s, std::ostream& out) {
         detail::write_family_head(out, m.name, detail::kind_name(m.kind), m.help);
         for (std::size_t i = 0; i < reactors; ++i)
             out << "zerg_" << m.name << "{reactor=\"" << i << "\"} " << (s.counters(i).*m.value).get() << '\n';
+    }
+
+    detail::write_family_head(out, "connections_closed_by_reason_total", "counter",
+                              "Connections closed, by the reason on_close saw.");
+    static constexpr std::pair<std::string_view, reactor_counters::counter reactor_counters::*> reasons[] = {
+        {"clean", &reactor_counters::closed_clean},          {"timeout", &reactor_counters::closed_timeout},
+        {"reset", &reactor_counters::closed_reset},          {"handler", &reactor_counters::closed_handler},
+        {"input_limit", &reactor_counters::closed_input_limit}, {"error", &reactor_counters::closed_other},
+    };
+    for (std::size_t i = 0; i < reactors; ++i)
+        for (auto const& [reason, value] : reasons)
+            out << "zerg_connections_closed_by_reason_total{reactor=\"" << i << "\",reason=\"" << reason << "\"} "
+                << (s.counters(i).*value).get() << '\n';
+
+    detail::write_family_head(out, "loop_iteration_seconds", "histogram",
+                              "Time a reactor loop iteration spends working, from waking up to the next sleep.");
+    using histogram = reactor_counters::histogram;
+    for (std::size_t i = 0; i < reactors; ++i) {
+        auto const& h = s.counters(i).loop_time;
+        std::uint64_t cumulative = 0;
+        for (std::size_t b = 0; b < histogram::buckets; ++b) {
+            cumulative += h.bucket[b].get();
+            out << "zerg_loop_iteration_seconds_bucket{reactor=\"" << i << "\",le=\"";
+            if (b + 1 < histogram::buckets)
+                out << static_cast<double>(histogram::bounds_ns[b]) / 1e9;
+            else
+                out << "+Inf";
+            out << "\"} " << cumulative << '\n';
+        }
+        out << "zerg_loop_iteration_seconds_sum{reactor=\"" << i << "\"} " << static_cast<double>(h.sum_ns.get()) / 1e9
+            << '\n';
+        out << "zerg_loop_iteration_seconds_count{reactor=\"" << i << "\"} " << cumulative << '\n';
     }
 
     if (const acceptor_counters* a = s.acceptor_stats()) {

@@ -203,6 +203,20 @@ private:
     }
     connection_type& slot_at(std::uint32_t slot) noexcept { return chunks_[slot >> chunk_shift][slot & (chunk_slots - 1)]; }
     bool grow_table();
+    void count_close_reason(const std::error_code& why) noexcept {
+        if (!why)
+            counters_.closed_clean.add();
+        else if (why == std::errc::timed_out)
+            counters_.closed_timeout.add();
+        else if (why == std::errc::connection_reset || why == std::errc::broken_pipe)
+            counters_.closed_reset.add();
+        else if (why == error::handler_exception || why == error::out_of_memory)
+            counters_.closed_handler.add();
+        else if (why == error::input_limit)
+            counters_.closed_input_limit.add();
+        else
+            counters_.closed_other.add();
+    }
     bool table_full() const noexcept { return free_.empty() && slots_ == config_.max_connections; }
     void deliver(connection_type& c, received_bytes bytes);
     void after_task_step(connection_type& c);
@@ -452,9 +466,10 @@ void basic_reactor<B, Q, S, H>::loop() {
     auto on_cqe = [this](const io_uring_cqe& cqe) { dispatch(cqe); };
     for (;;) {
         counters_.loop_iterations.add();
-        if (deadlines_.enabled()) now_ = std::chrono::steady_clock::now();
+        now_ = std::chrono::steady_clock::now();  // the deadlines' clock and the iteration's start
         inbox_.drain(on_fd);
         unsigned reaped = ring_->for_each_completion(on_cqe, config_.completion_batch);
+        counters_.completions.add(reaped);
         if (deadlines_.enabled())
             deadlines_.expire(now_, [this](connection_type& c) { abort(c, std::make_error_code(std::errc::timed_out)); });
         run_work_list();
@@ -462,6 +477,8 @@ void basic_reactor<B, Q, S, H>::loop() {
         feed_starved();
         counters_.buffers_in_use.set(buffers_.in_use());
         if (finished()) break;
+        counters_.loop_time.record(static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - now_).count()));
         wait(reaped);
     }
     ring_->submit();
@@ -893,6 +910,7 @@ void basic_reactor<B, Q, S, H>::begin_teardown(connection_type& c) {
     c.life_.move_to(phase::tearing_down);
     c.life_.move_to(read_state::stopped);
     counters_.open_connections.sub();
+    count_close_reason(c.reason_);
     if constexpr (coroutine_handler<H>) {
         // Cancellation: whatever the coroutine awaits completes as closed.
         if (c.reader_) resume(c, c.reader_);
