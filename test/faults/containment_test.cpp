@@ -310,3 +310,96 @@ BOOST_AUTO_TEST_CASE(a_large_table_costs_nothing_until_used) {
     zerg::test::check_clean(s);
     s.stop();
 }
+
+namespace {
+
+// A Queue policy that fails for good when told to: the kind of error a
+// reactor cannot survive (as an io_uring_enter failure would be).
+template <std::size_t Capacity>
+struct failing_handoff : zerg::mpmc_handoff<Capacity> {
+    static inline std::atomic<int> fail_reactor{-1};
+    unsigned index = 0;
+    void setup(zerg::uring::ring& ring, zerg::inbox_tags tags) {
+        index = tags.reactor;
+        zerg::mpmc_handoff<Capacity>::setup(ring, tags);
+    }
+    void on_wake(zerg::uring::ring& ring) {
+        if (fail_reactor.load() == static_cast<int>(index)) throw std::runtime_error("injected ring failure");
+        zerg::mpmc_handoff<Capacity>::on_wake(ring);
+    }
+};
+
+}  // namespace
+
+// A reactor that fails is reported at once, closes its sockets (its peers
+// see EOF, not a hang), gets no new connections, and the program can learn
+// it without waiting for SIGTERM; the other reactor serves on.
+BOOST_AUTO_TEST_CASE(a_failed_reactor_is_reported_and_routed_around) {
+    using policy = failing_handoff<256>;
+    using R = zerg::reactor<span_echo, zerg::handoff<policy>>;
+    std::atomic<int> failures{0};
+    auto config = loopback_config(2);
+    config.on_error = [&](const zerg::error_report& r) {
+        if (r.what == zerg::error_report::kind::reactor_failure && r.reactor == 1) failures.fetch_add(1);
+    };
+    zerg::server<R> s(config);
+    s.start();
+    // Round robin: connection 0 goes to reactor 0, connection 1 to reactor 1.
+    auto on0 = zerg::test::connect_loopback(s.port());
+    auto on1 = zerg::test::connect_loopback(s.port());
+    BOOST_REQUIRE(zerg::test::eventually([&] { return s.counters(1).open_connections.get() == 1; }, 5s));
+    BOOST_TEST(!s.wait_for_failure(std::chrono::milliseconds(0)));
+
+    policy::fail_reactor = 1;
+    // Round robin: of the next two, one is handed to reactor 1 and wakes it.
+    auto extra0 = zerg::test::connect_loopback(s.port());
+    auto extra1 = zerg::test::connect_loopback(s.port());
+    BOOST_TEST(s.wait_for_failure(std::chrono::milliseconds(5000)), "the failure was not told");
+    BOOST_TEST(failures.load() == 1);
+    BOOST_TEST(s.reactor(1).failed());
+    // Its connection was closed, not left hanging.
+    timeval tv{5, 0};
+    ::setsockopt(on1.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char byte;
+    BOOST_TEST(::recv(on1.get(), &byte, 1, 0) <= 0);
+    // New connections all go to reactor 0 and are served.
+    zerg::test::check(zerg::test::run_echo({s.port(), 8, 64, 10}), 8ull * 64 * 10);
+    BOOST_TEST(::send(on0.get(), "x", 1, MSG_NOSIGNAL) == 1);
+    BOOST_TEST(::recv(on0.get(), &byte, 1, MSG_WAITALL) == 1);
+    policy::fail_reactor = -1;
+    BOOST_CHECK_THROW(s.stop(), std::runtime_error);  // stop() rethrows what the reactor stopped on
+}
+
+// Clients that send and never read, against a coroutine echo (the issue's
+// 4.94 GB case): the coroutine waits on flush, input past max_input pauses
+// reading, so memory per connection stays near the two 1 MiB limits.
+BOOST_AUTO_TEST_CASE(never_reading_clients_of_a_coroutine_stay_bounded) {
+    auto config = loopback_config(1);
+    zerg::server<zerg::reactor<coroutine_echo>> s(config);
+    s.start();
+    auto before = rss_kib();
+    const unsigned clients = scaled(20u, 8u);
+    std::vector<fd_guard> fds;
+    std::vector<char> junk(1 << 16, 'y');
+    for (unsigned i = 0; i < clients; ++i) {
+        fds.push_back(zerg::test::connect_loopback(s.port()));
+        int small = 4096;
+        ::setsockopt(fds.back().get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    }
+    // Each tries to push 16 MiB; whatever the server does not take stays here.
+    std::uint64_t pushed = 0;
+    auto until = std::chrono::steady_clock::now() + 2s;
+    while (std::chrono::steady_clock::now() < until)
+        for (auto& fd : fds) {
+            ssize_t n = ::send(fd.get(), junk.data(), junk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) pushed += static_cast<std::uint64_t>(n);
+        }
+    auto during = rss_kib();
+    std::cout << "never_reading_clients_of_a_coroutine_stay_bounded: " << clients << " clients pushed " << (pushed >> 20)
+              << " MiB; RSS " << before << " -> " << during << " KiB\n";
+    // At most ~ (1 MiB in + 1 MiB out + slack) per connection.
+    BOOST_TEST(during < before + clients * 4 * 1024 + 16 * 1024);
+    fds.clear();
+    zerg::test::check_clean(s);
+    s.stop();
+}
