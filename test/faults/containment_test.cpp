@@ -289,8 +289,12 @@ BOOST_AUTO_TEST_CASE(memory_returns_after_a_burst) {
     std::cout << "memory_returns_after_a_burst: RSS idle " << idle << " KiB, peak " << peak << " KiB, after "
               << after << " KiB (" << build_kind << ")\n";
     BOOST_TEST(peak > idle + clients * 256, "the burst did not grow memory, so the test shows nothing");
-    // Back within a few MiB of idle: the pool keeps 64 chunks (1 MiB).
-    BOOST_TEST(after < idle + 16 * 1024, "RSS stayed at " << after << " KiB after idle " << idle);
+    // Back within a few MiB of idle: the pool keeps 64 chunks (1 MiB). Not
+    // under ASan, whose quarantine keeps what was freed.
+    if (zerg::faults::sanitized)
+        std::cout << "  (RSS bound not asserted in a sanitizer build: the sanitizer holds freed memory)\n";
+    else
+        BOOST_TEST(after < idle + 16 * 1024, "RSS stayed at " << after << " KiB after idle " << idle);
     s.stop();
 }
 
@@ -397,8 +401,12 @@ BOOST_AUTO_TEST_CASE(never_reading_clients_of_a_coroutine_stay_bounded) {
     auto during = rss_kib();
     std::cout << "never_reading_clients_of_a_coroutine_stay_bounded: " << clients << " clients pushed " << (pushed >> 20)
               << " MiB; RSS " << before << " -> " << during << " KiB\n";
-    // At most ~ (1 MiB in + 1 MiB out + slack) per connection.
-    BOOST_TEST(during < before + clients * 4 * 1024 + 16 * 1024);
+    // At most ~ (1 MiB in + 1 MiB out + slack) per connection. Not under
+    // ASan, whose quarantine and redzones hold memory the program freed.
+    if (zerg::faults::sanitized)
+        std::cout << "  (RSS bound not asserted in a sanitizer build: the sanitizer holds freed memory)\n";
+    else
+        BOOST_TEST(during < before + clients * 4 * 1024 + 16 * 1024);
     fds.clear();
     zerg::test::check_clean(s);
     s.stop();
