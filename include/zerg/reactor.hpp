@@ -194,6 +194,7 @@ private:
     void wait(unsigned reaped);
     void loop();
     void fail(std::exception_ptr why) noexcept;
+    static std::string describe(std::exception_ptr e, std::error_code* code = nullptr) noexcept;
     template <class Call>
     bool guarded(connection_type& c, Call&& call) noexcept;
     void report(error_report::kind what, std::error_code code, std::string message, const connection_type* c) noexcept;
@@ -358,17 +359,8 @@ void basic_reactor<B, Q, S, H>::run() {
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::fail(std::exception_ptr why) noexcept {
     failed_.store(true, std::memory_order_release);
-    std::string what = "unknown exception";
     std::error_code code = make_error_code(error::reactor_failed);
-    try {
-        std::rethrow_exception(why);
-    } catch (const std::system_error& e) {
-        what = e.what();
-        code = e.code();
-    } catch (const std::exception& e) {
-        what = e.what();
-    } catch (...) {
-    }
+    std::string what = describe(why, &code);
     report(error_report::kind::reactor_failure, code, "reactor " + std::to_string(index_) + " stopped: " + what, nullptr);
     // Without a working ring nothing can be closed gracefully: every socket
     // goes now, so peers see a reset or EOF instead of a hang.
@@ -385,6 +377,25 @@ void basic_reactor<B, Q, S, H>::fail(std::exception_ptr why) noexcept {
         listener_ = -1;
     }
     counters_.open_connections.set(0);
+}
+
+// The what() of an exception; `code` gets its error code when it has one.
+template <class B, class Q, class S, class H>
+std::string basic_reactor<B, Q, S, H>::describe(std::exception_ptr e, std::error_code* code) noexcept {
+    try {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::system_error& x) {
+            if (code) *code = x.code();
+            return x.what();
+        } catch (const std::exception& x) {
+            return x.what();
+        } catch (...) {
+            return "an exception not derived from std::exception";
+        }
+    } catch (...) {
+        return {};  // copying the message failed: nothing better to say
+    }
 }
 
 template <class B, class Q, class S, class H>
@@ -427,14 +438,8 @@ bool basic_reactor<B, Q, S, H>::guarded(connection_type& c, Call&& call) noexcep
         message = "an exception not derived from std::exception";
     }
     counters_.handler_exceptions.add();
-    try {
-        report(error_report::kind::handler_exception, code, message, &c);
-    } catch (...) {
-    }
-    if (!c.life_.torn_down()) {
-        if (!c.reason_) c.reason_ = code;
-        abort(c, code);
-    }
+    report(error_report::kind::handler_exception, code, std::move(message), &c);
+    if (!c.life_.torn_down()) abort(c, code);
     return false;
 }
 
@@ -729,14 +734,7 @@ void basic_reactor<B, Q, S, H>::after_task_step(connection_type& c) {
     if (auto failure = c.task_.failure(); failure && !c.reason_) {
         c.reason_ = make_error_code(error::handler_exception);
         counters_.handler_exceptions.add();
-        std::string what = "an exception not derived from std::exception";
-        try {
-            std::rethrow_exception(failure);
-        } catch (const std::exception& e) {
-            what = e.what();
-        } catch (...) {
-        }
-        report(error_report::kind::handler_exception, c.reason_, what, &c);
+        report(error_report::kind::handler_exception, c.reason_, describe(failure), &c);
     }
     if (c.life_.closable() && c.life_.now != phase::draining) {
         c.life_.move_to(phase::draining);
