@@ -75,7 +75,31 @@ public:
         }
     }
 
+    // Any thread.
+    void request_stop() noexcept {
+        stop_.store(true, std::memory_order_release);
+        stop_waker_.signal();
+    }
+
+    // Any thread: written only by the acceptor thread (relaxed).
+    const acceptor_counters& counters() const noexcept { return counters_; }
+    // After setup(), any thread: what the acceptor's ring fell back from.
+    const std::vector<std::string>& fallbacks() const noexcept { return fallbacks_; }
+
+    // After run() returned: closes the ring (ending the multishot accept,
+    // which holds the listening socket) and the connections still waiting
+    // for room, which count as rejected.
+    void release() noexcept {
+        ring_.reset();
+        for (int fd : waiting_) ::close(fd);
+        counters_.rejected.add(waiting_.size());
+        waiting_.clear();
+    }
+
 private:
+    enum op : std::uint8_t { op_accept = 1, op_retry, op_stop, op_cancel };
+    static uring::user_data tag(op kind) noexcept { return {kind, 0, 0}; }
+
     void loop() {
         auto on_cqe = [this](const io_uring_cqe& cqe) { dispatch(cqe); };
         while (!stop_.load(std::memory_order_acquire)) {
@@ -105,32 +129,6 @@ private:
             }
         }
     }
-
-public:
-    // Any thread.
-    void request_stop() noexcept {
-        stop_.store(true, std::memory_order_release);
-        stop_waker_.signal();
-    }
-
-    // Any thread: written only by the acceptor thread (relaxed).
-    const acceptor_counters& counters() const noexcept { return counters_; }
-    // After setup(), any thread: what the acceptor's ring fell back from.
-    const std::vector<std::string>& fallbacks() const noexcept { return fallbacks_; }
-
-    // After run() returned: closes the ring (ending the multishot accept,
-    // which holds the listening socket) and the connections still waiting
-    // for room, which count as rejected.
-    void release() noexcept {
-        ring_.reset();
-        for (int fd : waiting_) ::close(fd);
-        counters_.rejected.add(waiting_.size());
-        waiting_.clear();
-    }
-
-private:
-    enum op : std::uint8_t { op_accept = 1, op_retry, op_stop, op_cancel };
-    static uring::user_data tag(op kind) noexcept { return {kind, 0, 0}; }
 
     // Connections handed to reactor `i` and not yet closed or rejected there.
     // Built from monotonic counters, so it never lags behind a hand-over
