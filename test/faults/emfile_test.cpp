@@ -16,6 +16,7 @@
 // server happened to take.
 
 #include <faults/common.hpp>
+#include <support/child_process.hpp>
 #include <support/client_io.hpp>
 
 #include <signal.h>
@@ -144,33 +145,10 @@ BOOST_AUTO_TEST_CASE(open_connections_served_while_accept_fails) {
     std::cout << "open_connections_served_while_accept_fails: " << faults::build_kind << '\n';
     std::fflush(nullptr);
     std::cout.flush();
-    pid_t pid = ::fork();
-    BOOST_REQUIRE(pid >= 0);
-    if (pid == 0) {
-        ::alarm(60);  // a hung child dies rather than hanging the suite
-        int bad = 0;
-        try {
-            bad = child();
-        } catch (const std::exception& e) {
-            std::printf("emfile child: exception: %s\n", e.what());
-            bad = 250;
-        }
-        std::fflush(nullptr);
-        ::_exit(bad);
+    int code = zerg::test::run_in_child(child, std::chrono::seconds(60));
+    if (code == 200) {
+        std::cout << "SKIPPED open_connections_served_while_accept_fails: RLIMIT_NOFILE below 512\n";
+        return;
     }
-    int status = 0;
-    bool exited = zerg::test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 70s);
-    if (!exited) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-    }
-    BOOST_TEST(exited, "the child did not finish");
-    BOOST_TEST(WIFEXITED(status), "the child died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0));
-    if (WIFEXITED(status)) {
-        if (WEXITSTATUS(status) == 200) {
-            std::cout << "SKIPPED open_connections_served_while_accept_fails: RLIMIT_NOFILE below 512\n";
-            return;
-        }
-        BOOST_TEST(WEXITSTATUS(status) == 0, "failed expectations in the child: " << WEXITSTATUS(status));
-    }
+    if (code >= 0) BOOST_TEST(code == 0, "failed expectations in the child: " << code);
 }

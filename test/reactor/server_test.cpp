@@ -11,6 +11,7 @@
 
 #include <zerg/zerg.hpp>
 
+#include <support/child_process.hpp>
 #include <support/echo_client.hpp>
 #include <support/server_checks.hpp>
 #include <support/sockets.hpp>
@@ -746,35 +747,12 @@ int emfile_child() {
 
 BOOST_AUTO_TEST_CASE(emfile_backs_off_and_recovers) {
     std::fflush(nullptr);
-    pid_t pid = ::fork();
-    BOOST_REQUIRE(pid >= 0);
-    if (pid == 0) {
-        ::alarm(30);  // a hung child dies rather than hanging the suite
-        int bad = 0;
-        try {
-            bad = emfile_child();
-        } catch (const std::exception& e) {
-            std::printf("emfile child: exception: %s\n", e.what());
-            bad = 250;
-        }
-        std::fflush(nullptr);
-        ::_exit(bad);
+    int code = zerg::test::run_in_child(emfile_child, std::chrono::seconds(30));
+    if (code == 200) {
+        std::cout << "SKIPPED emfile_backs_off_and_recovers: RLIMIT_NOFILE too low to place the clients\n";
+        return;
     }
-    int status = 0;
-    bool exited = zerg::test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 40s);
-    if (!exited) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-    }
-    BOOST_TEST(exited, "the child did not finish");
-    BOOST_TEST(WIFEXITED(status), "the child died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0));
-    if (WIFEXITED(status)) {
-        if (WEXITSTATUS(status) == 200) {
-            std::cout << "SKIPPED emfile_backs_off_and_recovers: RLIMIT_NOFILE too low to place the clients\n";
-            return;
-        }
-        BOOST_TEST(WEXITSTATUS(status) == 0, "failed expectations in the child: " << WEXITSTATUS(status));
-    }
+    if (code >= 0) BOOST_TEST(code == 0, "failed expectations in the child: " << code);
 }
 
 // ---- 7. TCP_NODELAY -----------------------------------------------------------
