@@ -11,6 +11,7 @@
 // (--reuse-port): the kernel stops giving the dead one connections, HAProxy
 // retries what was reset. Paths come from test/Jamfile.
 
+#include <support/commands.hpp>
 #include <support/process.hpp>
 #include <support/sockets.hpp>
 
@@ -42,28 +43,9 @@ std::string argument_ending(const std::string& tail) {
     throw std::runtime_error("no path ending in " + tail + " on the command line");
 }
 
-struct command_result {
-    std::string output;
-    int status = -1;
-};
-
-command_result run_command(const std::string& command) {
-    command_result r;
-    FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) r.output.append(buf, n);
-    int status = ::pclose(p);
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
-
-bool skip_without(const char* tool, const char* package) {
-    if (run_command(std::string("command -v ") + tool + " >/dev/null").status == 0) return false;
-    std::cout << "SKIPPED " << boost::unit_test::framework::current_test_case().p_name.get() << ": " << tool
-              << " not installed (Debian package " << package << ")\n";
-    return true;
-}
+using zerg::test::command_result;
+using zerg::test::run_command;
+using zerg::test::skip_without;
 
 // A loopback port free a moment ago, for HAProxy's frontend.
 std::uint16_t free_port() {

@@ -7,6 +7,7 @@
 // and the numbers follow the traffic the test sent. The program's path comes
 // from test/Jamfile.
 
+#include <support/commands.hpp>
 #include <support/process.hpp>
 
 #include <sys/wait.h>
@@ -30,28 +31,9 @@ std::string program() {
     throw std::runtime_error("no path to http_plaintext on the command line");
 }
 
-struct command_result {
-    std::string output;
-    int status = -1;
-};
-
-command_result run_command(const std::string& command) {
-    command_result r;
-    FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) r.output.append(buf, n);
-    int status = ::pclose(p);
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
-
-bool skip_without(const char* tool, const char* package) {
-    if (run_command(std::string("command -v ") + tool + " >/dev/null").status == 0) return false;
-    std::cout << "SKIPPED " << boost::unit_test::framework::current_test_case().p_name.get() << ": " << tool
-              << " not installed (Debian package " << package << ")\n";
-    return true;
-}
+using zerg::test::command_result;
+using zerg::test::run_command;
+using zerg::test::skip_without;
 
 std::string url(std::uint16_t port, const char* path) {
     return "http://127.0.0.1:" + std::to_string(port) + path;
