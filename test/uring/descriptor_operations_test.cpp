@@ -10,6 +10,7 @@
 #include <zerg/uring/operations.hpp>
 #include <zerg/uring/registered_files.hpp>
 
+#include "support/stale_sqe.hpp"
 #include "support/op_ring.hpp"
 #include "support/skip.hpp"
 #include "support/sockets.hpp"
@@ -75,16 +76,7 @@ BOOST_AUTO_TEST_CASE(every_descriptor_prep_overwrites_a_stale_sqe) {
         {"provide_buffers", [](io_uring_sqe* s) { zu::prep_provide_buffers(s, memory, 64, 4, 7, 0); }},
         {"remove_buffers", [](io_uring_sqe* s) { zu::prep_remove_buffers(s, 4, 7); }},
     };
-    for (auto const& [name, prep] : preps) {
-        io_uring_sqe clean;
-        io_uring_sqe stale;
-        std::memset(&clean, 0, sizeof clean);
-        std::memset(&stale, 0xa5, sizeof stale);
-        prep(&clean);
-        prep(&stale);
-        clean.user_data = stale.user_data = 0;
-        BOOST_TEST(std::memcmp(&clean, &stale, sizeof clean) == 0, "prep_" << name << " leaves stale bytes");
-    }
+    zerg::test::check_preps_overwrite_stale_sqes(preps);
 }
 
 BOOST_AUTO_TEST_CASE(files_update_fills_names_and_clears_slots) {

@@ -14,6 +14,7 @@
 #include <zerg/uring/registered_buffers.hpp>
 #include <zerg/uring/registered_files.hpp>
 
+#include "support/stale_sqe.hpp"
 #include "support/op_ring.hpp"
 #include "support/skip.hpp"
 #include "support/sockets.hpp"
@@ -127,16 +128,7 @@ BOOST_AUTO_TEST_CASE(every_file_prep_overwrites_a_stale_sqe) {
         {"readv_fixed", [&](io_uring_sqe* s) { zu::prep_readv_fixed(s, 3, v, 1); }},
         {"writev_fixed", [&](io_uring_sqe* s) { zu::prep_writev_fixed(s, 3, v, 1, 0); }},
     };
-    for (auto const& [name, prep] : preps) {
-        io_uring_sqe clean;
-        io_uring_sqe stale;
-        std::memset(&clean, 0, sizeof clean);
-        std::memset(&stale, 0xa5, sizeof stale);
-        prep(&clean);
-        prep(&stale);
-        clean.user_data = stale.user_data = 0;
-        BOOST_TEST(std::memcmp(&clean, &stale, sizeof clean) == 0, "prep_" << name << " leaves stale bytes");
-    }
+    zerg::test::check_preps_overwrite_stale_sqes(preps);
 }
 
 // The opcode table the probe and uring-info print from.

@@ -16,6 +16,7 @@
 #include <zerg/uring/ring.hpp>
 #include <zerg/uring/user_data.hpp>
 
+#include "support/stale_sqe.hpp"
 #include "support/skip.hpp"
 #include "support/sockets.hpp"
 
@@ -357,16 +358,7 @@ BOOST_AUTO_TEST_CASE(every_prep_overwrites_a_stale_sqe) {
         {"setsockopt", [](io_uring_sqe* s) { zu::prep_setsockopt(s, 3, SOL_SOCKET, SO_RCVBUF, &value, sizeof value); }},
         {"getsockopt", [](io_uring_sqe* s) { zu::prep_getsockopt(s, 3, SOL_SOCKET, SO_RCVBUF, &value, sizeof value); }},
     };
-    for (auto const& [name, prep] : preps) {
-        io_uring_sqe clean;
-        io_uring_sqe stale;
-        std::memset(&clean, 0, sizeof clean);
-        std::memset(&stale, 0xa5, sizeof stale);
-        prep(&clean);
-        prep(&stale);
-        clean.user_data = stale.user_data = 0;
-        BOOST_TEST(std::memcmp(&clean, &stale, sizeof clean) == 0, "prep_" << name << " leaves stale bytes");
-    }
+    zerg::test::check_preps_overwrite_stale_sqes(preps);
 
     // The SQE helpers set what they say and nothing else.
     io_uring_sqe s{};

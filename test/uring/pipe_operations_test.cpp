@@ -9,6 +9,7 @@
 #include <zerg/uring/pipe_operations.hpp>
 #include <zerg/uring/registered_files.hpp>
 
+#include "support/stale_sqe.hpp"
 #include "support/op_ring.hpp"
 #include "support/skip.hpp"
 #include "support/sockets.hpp"
@@ -68,16 +69,7 @@ BOOST_AUTO_TEST_CASE(every_pipe_prep_overwrites_a_stale_sqe) {
         {"pipe_direct", [](io_uring_sqe* s) { zu::prep_pipe_direct(s, fds, 0, 2); }},
         {"pipe_direct alloc", [](io_uring_sqe* s) { zu::prep_pipe_direct(s, fds, 0, IORING_FILE_INDEX_ALLOC); }},
     };
-    for (auto const& [name, prep] : preps) {
-        io_uring_sqe clean;
-        io_uring_sqe stale;
-        std::memset(&clean, 0, sizeof clean);
-        std::memset(&stale, 0xa5, sizeof stale);
-        prep(&clean);
-        prep(&stale);
-        clean.user_data = stale.user_data = 0;
-        BOOST_TEST(std::memcmp(&clean, &stale, sizeof clean) == 0, "prep_" << name << " leaves stale bytes");
-    }
+    zerg::test::check_preps_overwrite_stale_sqes(preps);
 }
 
 BOOST_AUTO_TEST_CASE(splice_moves_bytes_between_a_pipe_and_a_file) {

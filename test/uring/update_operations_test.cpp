@@ -6,6 +6,7 @@
 
 #include <zerg/uring/operations.hpp>
 
+#include "support/stale_sqe.hpp"
 #include "support/op_ring.hpp"
 #include "support/sockets.hpp"
 
@@ -36,16 +37,7 @@ BOOST_AUTO_TEST_CASE(every_update_prep_overwrites_a_stale_sqe) {
         {"link_timeout_update", [](io_uring_sqe* s) { zu::prep_link_timeout_update(s, zu::user_data(5), &ts); }},
         {"poll_update", [](io_uring_sqe* s) { zu::prep_poll_update(s, zu::user_data(5), zu::user_data(6), POLLIN); }},
     };
-    for (auto const& [name, prep] : preps) {
-        io_uring_sqe clean;
-        io_uring_sqe stale;
-        std::memset(&clean, 0, sizeof clean);
-        std::memset(&stale, 0xa5, sizeof stale);
-        prep(&clean);
-        prep(&stale);
-        clean.user_data = stale.user_data = 0;
-        BOOST_TEST(std::memcmp(&clean, &stale, sizeof clean) == 0, "prep_" << name << " leaves stale bytes");
-    }
+    zerg::test::check_preps_overwrite_stale_sqes(preps);
 }
 
 BOOST_AUTO_TEST_CASE(timeout_update_rearms_a_pending_timeout) {

@@ -11,6 +11,7 @@
 #include <zerg/uring/operations.hpp>
 #include <zerg/uring/wait_operations.hpp>
 
+#include "support/stale_sqe.hpp"
 #include "support/op_ring.hpp"
 #include "support/skip.hpp"
 #include "support/sockets.hpp"
@@ -69,16 +70,7 @@ BOOST_AUTO_TEST_CASE(every_wait_prep_overwrites_a_stale_sqe) {
         {"epoll_ctl", [](io_uring_sqe* s) { zu::prep_epoll_ctl(s, 3, 4, EPOLL_CTL_ADD, events); }},
         {"epoll_wait", [](io_uring_sqe* s) { zu::prep_epoll_wait(s, 3, events); }},
     };
-    for (auto const& [name, prep] : preps) {
-        io_uring_sqe clean;
-        io_uring_sqe stale;
-        std::memset(&clean, 0, sizeof clean);
-        std::memset(&stale, 0xa5, sizeof stale);
-        prep(&clean);
-        prep(&stale);
-        clean.user_data = stale.user_data = 0;
-        BOOST_TEST(std::memcmp(&clean, &stale, sizeof clean) == 0, "prep_" << name << " leaves stale bytes");
-    }
+    zerg::test::check_preps_overwrite_stale_sqes(preps);
 }
 
 BOOST_AUTO_TEST_CASE(futex_wait_is_woken_by_futex_wake_in_the_ring) {
