@@ -1,6 +1,6 @@
 // The benchmark's own load generator: N connections, each keeping `depth`
 // messages of `size` bytes in flight (pipelining), for a duration or for an
-// exact message count. Every echoed byte is checked: each message carries
+// exact message count, or in lock-step. Every echoed byte is checked: each message carries
 // its sequence number in its first 8 bytes and the connection's own pattern
 // in the rest, so corruption, loss and reordering all count as errors.
 #pragma once
@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -36,6 +37,17 @@ struct load_plan {
     std::chrono::milliseconds duration{4000};  // used when messages == 0
     std::uint64_t messages = 0;                // exact total, when nonzero
     protocol kind = protocol::echo;            // http: GET /plaintext, pipelined
+    // Lock-step: each connection sends exactly `per_connection` messages,
+    // `depth` at a time (the last batch may be smaller), and sends the next
+    // batch only once the whole previous batch has been echoed. The server
+    // then sees the same batches whatever the timing, which is what a count
+    // of instructions per message needs. `messages` and `duration` are
+    // ignored; the run ends when every message is back (or after 120 s).
+    bool lock_step = false;
+    std::uint64_t per_connection = 0;
+    // Called once every connection is open, before the first message is
+    // sent (--instructions zeroes callgrind's counters here).
+    std::function<void()> on_connected{};
 };
 
 // HTTP mode: the request sent, and a check of each response against the
@@ -139,10 +151,12 @@ inline load_result run_load(const load_plan& plan) {
         ::epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
     }
 
-    std::uint64_t to_send_total = plan.messages;  // 0: unlimited until the deadline
+    const bool lock_step = plan.lock_step;
+    std::uint64_t to_send_total = lock_step ? plan.per_connection * plan.connections : plan.messages;  // 0: until the deadline
     std::uint64_t sent_total = 0;
     auto start = clock::now();
-    auto deadline = start + (plan.messages ? std::chrono::milliseconds(120'000) : plan.duration);
+    const bool counted = lock_step || plan.messages;
+    auto deadline = start + (counted ? std::chrono::milliseconds(120'000) : plan.duration);
     std::vector<std::uint8_t> scratch(std::max<std::size_t>(size, 64 * 1024));
     bool sending = true;
 
@@ -154,7 +168,11 @@ inline load_result run_load(const load_plan& plan) {
             c.out.clear();
             c.out_offset = 0;
         }
-        while (sending && c.next_send < c.next_recv + plan.depth && (!to_send_total || sent_total < to_send_total)) {
+        // Lock-step: a new batch only when the last one is back entirely.
+        const std::uint64_t limit = lock_step ? (c.next_send == c.next_recv ? std::min(c.next_send + plan.depth, plan.per_connection)
+                                                                           : c.next_send)
+                                              : c.next_recv + plan.depth;
+        while (sending && c.next_send < limit && (lock_step || !to_send_total || sent_total < to_send_total)) {
             if (!http) std::memcpy(c.pattern.data(), &c.next_send, 8);
             c.out.insert(c.out.end(), c.pattern.begin(), c.pattern.end());
             c.sent_at[c.next_send % plan.depth] = clock::now();
@@ -172,16 +190,19 @@ inline load_result run_load(const load_plan& plan) {
     };
 
     try {
+        if (plan.on_connected) plan.on_connected();
+        start = clock::now();
+        deadline = start + (counted ? std::chrono::milliseconds(120'000) : plan.duration);
         for (auto& c : conns) pump_out(c);
         std::uint64_t received_total = 0;
         std::vector<epoll_event> events(256);
         for (;;) {
             auto now = clock::now();
             if (now >= deadline) {
-                if (plan.messages) result.failure = "timed out before all messages were echoed";
+                if (counted) result.failure = "timed out before all messages were echoed";
                 break;
             }
-            if (to_send_total && received_total >= to_send_total) break;
+            if (counted && received_total >= to_send_total) break;
             int n = ::epoll_wait(ep, events.data(), static_cast<int>(events.size()), 100);
             for (int e = 0; e < n; ++e) {
                 conn& c = conns[events[e].data.u32];
