@@ -4,7 +4,8 @@
 //
 //   bin/zerg-bench                 the default run (a few minutes on 2 cores)
 //   bin/zerg-bench --quick         seconds; checks that everything runs and verifies
-//   bin/zerg-bench --instructions  adds user-space instructions per message (callgrind)
+//   bin/zerg-bench --instructions  adds user-space instructions per message (callgrind,
+//                                  lock-step: 64 connections x 16 and 8 x 1)
 //   bin/zerg-bench --help          every option
 //   bin/zerg-bench > results.txt   tables to the file, progress on stderr
 //
@@ -13,6 +14,7 @@
 // time and system calls can be counted alone.
 #include "baseline_epoll.hpp"
 #include "baseline_liburing.hpp"
+#include "baseline_liburing_http.hpp"
 #include "load.hpp"
 #include "progress.hpp"
 #include "report.hpp"
@@ -359,14 +361,40 @@ measurement measure(const std::string& name, const options& o, unsigned server_c
     return m;
 }
 
-// Total instructions callgrind counted in a run of `messages` messages.
-std::optional<std::uint64_t> callgrind_total(const std::string& name, const options& o, std::uint64_t messages) {
+// The two shapes --instructions counts at: many connections with deep
+// pipelines, where per-iteration costs spread over many completions, and a
+// few connections with one message each, where they show.
+struct instruction_shape {
+    unsigned connections, depth;
+    std::uint64_t few, many;  // messages per connection in the two runs subtracted
+};
+constexpr instruction_shape instruction_shapes[] = {{64, 16, 32, 160}, {8, 1, 250, 1250}};
+
+// callgrind_control on the server: "-z" zeroes its counters, "-d" dumps
+// them to the next numbered file; each waits for valgrind's answer.
+bool callgrind_control(const char* command, pid_t pid) {
+    std::string cmd = std::string("callgrind_control ") + command + " " + std::to_string(pid) + " >/dev/null 2>&1";
+    return std::system(cmd.c_str()) == 0;
+}
+
+// Instructions callgrind counted in a lock-step run: each connection sends
+// exactly `per_connection` messages, one batch of `depth` at a time. Only
+// the load counts: the counters are zeroed once the connections are open
+// and dumped when the last echo is back, so start-up, shutdown and the idle
+// wake-ups around them (1 ms each under valgrind) stay out.
+std::optional<std::uint64_t> callgrind_total(const std::string& name, const options& o, const instruction_shape& shape,
+                                             std::uint64_t per_connection) {
     std::string out = "/tmp/zerg-bench-callgrind." + std::to_string(::getpid()) + ".out";
     std::remove(out.c_str());
+    std::remove((out + ".1").c_str());
     auto server = launch(name, o, 0, {"valgrind", "--tool=callgrind", "--callgrind-out-file=" + out}, std::chrono::seconds(120));
-    bench::load_plan plan{server.port, 4, o.size, 4, std::chrono::milliseconds(0), messages};
+    bench::load_plan plan{server.port, shape.connections, o.size, shape.depth, std::chrono::milliseconds(0), 0};
+    plan.lock_step = true;
+    plan.per_connection = per_connection;
+    bool zeroed = false;
+    plan.on_connected = [&] { zeroed = callgrind_control("-z", server.proc->pid()); };
     auto r = bench::run_load(plan);
-    if (!r.failure.empty() || r.messages != messages) return std::nullopt;
+    bool dumped = zeroed && callgrind_control("-d", server.proc->pid());
     // valgrind delivers SIGTERM only when the server wakes; a connection wakes it.
     server.proc->stop(SIGTERM, std::chrono::seconds(60), [&] {
         try {
@@ -374,12 +402,16 @@ std::optional<std::uint64_t> callgrind_total(const std::string& name, const opti
         } catch (...) {
         }
     });
-    std::ifstream in(out);
-    std::string line;
     std::optional<std::uint64_t> total;
-    while (std::getline(in, line))
-        if (line.rfind("summary:", 0) == 0 || line.rfind("totals:", 0) == 0) total = std::stoull(line.substr(line.find(':') + 1));
+    if (dumped && r.failure.empty() && !r.errors && r.messages == per_connection * shape.connections) {
+        std::ifstream in(out + ".1");
+        std::string line;
+        while (std::getline(in, line))
+            if (line.rfind("summary:", 0) == 0 || line.rfind("totals:", 0) == 0)
+                total = std::stoull(line.substr(line.find(':') + 1));
+    }
     std::remove(out.c_str());
+    std::remove((out + ".1").c_str());
     return total;
 }
 
@@ -438,82 +470,133 @@ void measure_memory(const options& o, unsigned server_cpu) {
     progress.end();
 }
 
-// HTTP: bin/http_plaintext (beside this program) under the project's own
-// client, which checks every response, and under wrk with a 16-deep
-// pipeline when wrk is installed.
-bool measure_http(const options& o, unsigned server_cpu) {
+// HTTP: bin/http_plaintext (beside this program) and the hand-written
+// liburing HTTP loop side by side, interleaved, under the project's own
+// client, which checks every response; server CPU per request from
+// schedstat, as for echo. Then wrk with a 16-deep pipeline against each,
+// once, when wrk is installed.
+const std::string http_baseline_name = "baseline liburing http (no zerg)";
+
+int serve_baseline_http(const options& o) {
+    baseline::liburing_http_server server("127.0.0.1", 0, o.reactors, o.max_wait_ms);
+    return serve(server, "");
+}
+
+std::string http_plaintext_path() {
     std::string self = self_path();
-    std::string program = self.substr(0, self.rfind('/') + 1) + "http_plaintext";
-    if (::access(program.c_str(), X_OK) != 0) {
-        std::printf("\nhttp: n/a (%s not built)\n", program.c_str());
-        return true;
+    return self.substr(0, self.rfind('/') + 1) + "http_plaintext";
+}
+
+// Starts one of the two HTTP servers pinned to `cpu`; port 0 when it failed.
+std::uint16_t start_http(std::unique_ptr<child>& server, bool zerg, const options& o, unsigned cpu) {
+    if (zerg)
+        server = std::make_unique<child>(std::vector<std::string>{http_plaintext_path(), "--address", "127.0.0.1", "--port", "0",
+                                                                  "--reactors", std::to_string(o.reactors)},
+                                         false, static_cast<int>(cpu));
+    else
+        server = std::make_unique<child>(std::vector<std::string>{self_path(), "--serve", http_baseline_name, "--reactors",
+                                                                  std::to_string(o.reactors), "--cpu", std::to_string(cpu)});
+    std::string first = server->line(std::chrono::seconds(10));
+    auto colon = first.rfind(':');
+    if (first.rfind("listening on ", 0) != 0 || colon == std::string::npos) {
+        std::printf("  %s did not start: '%s'\n", zerg ? "http_plaintext" : http_baseline_name.c_str(), first.c_str());
+        return 0;
     }
-    std::printf("\nhttp: GET /plaintext, %u connections x %u pipelined, bin/http_plaintext with %u reactor(s)\n",
-                o.connections, o.depth, o.reactors);
+    return static_cast<std::uint16_t>(std::stoi(first.substr(colon + 1)));
+}
+
+void run_wrk(const options& o, std::uint16_t port, const std::string& label) {
+    std::string script = "/tmp/zerg-bench-pipeline." + std::to_string(::getpid()) + ".lua";
+    if (FILE* f = std::fopen(script.c_str(), "w")) {
+        std::fprintf(f, "init = function(args)\n  local r = {}\n  for i = 1, 16 do r[i] = wrk.format(nil, \"/plaintext\") end\n"
+                        "  req = table.concat(r)\nend\nrequest = function() return req end\n");
+        std::fclose(f);
+    }
+    std::string cmd = "taskset -c " + std::to_string(cpu_count() > 1 ? cpu_count() - 1 : 0) + " wrk -t1 -c" +
+                      std::to_string(o.connections) + " -d" + std::to_string(std::max<long long>(1, o.duration.count() / 1000)) +
+                      "s -s " + script + " http://127.0.0.1:" + std::to_string(port) + "/plaintext 2>&1";
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+        char buf[512];
+        while (std::fgets(buf, sizeof buf, p)) out += buf;
+        ::pclose(p);
+    }
+    auto at = out.find("Requests/sec:");
+    bool bad = out.find("Non-2xx") != std::string::npos || out.find("Socket errors") != std::string::npos;
+    if (at != std::string::npos)
+        std::printf("  wrk -c%u, 16-deep pipeline, %-34s %12.0f req/s%s\n", o.connections, label.c_str(),
+                    std::stod(out.substr(at + 13)), bad ? "  (wrk reported errors)" : "");
+}
+
+bool measure_http(const options& o, unsigned server_cpu) {
+    bool have_zerg = ::access(http_plaintext_path().c_str(), X_OK) == 0;
+    if (!have_zerg) std::printf("\nhttp: zerg n/a (%s not built)\n", http_plaintext_path().c_str());
+    std::printf("\nhttp: GET /plaintext, %u connections x %u pipelined, %u reactor(s) / thread(s)\n", o.connections, o.depth,
+                o.reactors);
     bool ok = true;
-    std::vector<double> rates;
-    std::uint64_t errors = 0;
-    double p50 = 0, p99 = 0;
     const bool wrk = have_program("wrk");
+    std::vector<bench::row> rows(2);
+    rows[0].name = "zerg bin/http_plaintext";
+    rows[1].name = http_baseline_name;
+    std::vector<std::vector<double>> cpu(2), sys(2), p50(2), p99(2);
     for (unsigned rep = 0; rep < o.repetitions; ++rep) {
-        progress.begin("http: repetition " + std::to_string(rep + 1) + "/" + std::to_string(o.repetitions), http_step(o, wrk));
-        child server({program, "--address", "127.0.0.1", "--port", "0", "--reactors", std::to_string(o.reactors)}, false,
-                     static_cast<int>(server_cpu));
-        std::string first = server.line(std::chrono::seconds(10));
-        auto colon = first.rfind(':');
-        if (first.rfind("listening on ", 0) != 0 || colon == std::string::npos) {
-            std::printf("  http_plaintext did not start: '%s'\n", first.c_str());
+        for (unsigned i = 0; i < 2; ++i) {
+            bool zerg = i == 0;
+            if (zerg && !have_zerg) continue;
+            progress.begin("http: " + rows[i].name + ", repetition " + std::to_string(rep + 1) + "/" + std::to_string(o.repetitions),
+                           http_step(o, wrk && rep == 0));
+            std::unique_ptr<child> server;
+            std::uint16_t port = start_http(server, zerg, o, server_cpu);
+            if (!port) {
+                ok = false;
+                progress.end();
+                continue;
+            }
+            bench::load_plan plan{port, o.connections, 0, o.depth, o.warmup, 0, bench::protocol::http};
+            if (o.warmup.count() > 0) bench::run_load(plan);
+            plan.duration = o.duration;
+            syscall_counter syscalls(server->pid(), o.perf);
+            std::uint64_t cpu_before = cpu_ns(server->pid());
+            auto r = bench::run_load(plan);
+            std::uint64_t cpu_after = cpu_ns(server->pid());
+            auto calls = syscalls.finish();
+            rows[i].errors += r.errors;
             progress.end();
-            return false;
-        }
-        auto port = static_cast<std::uint16_t>(std::stoi(first.substr(colon + 1)));
-        bench::load_plan plan{port, o.connections, 0, o.depth, o.warmup, 0, bench::protocol::http};
-        if (o.warmup.count() > 0) bench::run_load(plan);
-        plan.duration = o.duration;
-        auto r = bench::run_load(plan);
-        errors += r.errors;
-        if (!r.failure.empty() || r.errors || !r.messages) {
-            std::printf("  [%u/%u] own client FAILED: %s (%llu bad responses)\n", rep + 1, o.repetitions, r.failure.c_str(),
-                        static_cast<unsigned long long>(r.errors));
-            ok = false;
-        } else {
-            rates.push_back(r.rate());
-            p50 = r.p50_us;
-            p99 = r.p99_us;
-            progress.note("  [%u/%u] own client %12.0f req/s  verified\n", rep + 1, o.repetitions, r.rate());
-        }
-        if (wrk) {
-            std::string script = "/tmp/zerg-bench-pipeline." + std::to_string(::getpid()) + ".lua";
-            if (FILE* f = std::fopen(script.c_str(), "w")) {
-                std::fprintf(f, "init = function(args)\n  local r = {}\n  for i = 1, 16 do r[i] = wrk.format(nil, \"/plaintext\") end\n"
-                                "  req = table.concat(r)\nend\nrequest = function() return req end\n");
-                std::fclose(f);
+            if (!r.failure.empty() || r.errors || !r.messages) {
+                std::printf("  [%u/%u] %-34s own client FAILED: %s (%llu bad responses)\n", rep + 1, o.repetitions,
+                            rows[i].name.c_str(), r.failure.c_str(), static_cast<unsigned long long>(r.errors));
+                ok = false;
+            } else {
+                rows[i].rates.push_back(r.rate());
+                double per = static_cast<double>(cpu_after - cpu_before) / 1000.0 / static_cast<double>(r.messages);
+                cpu[i].push_back(per);
+                p50[i].push_back(r.p50_us);
+                p99[i].push_back(r.p99_us);
+                if (calls) sys[i].push_back(static_cast<double>(*calls) / static_cast<double>(r.messages));
+                progress.note("  [%u/%u] %-34s %12.0f req/s  %.2f us CPU/req  verified\n", rep + 1, o.repetitions,
+                              rows[i].name.c_str(), r.rate(), per);
             }
-            std::string cmd = "taskset -c " + std::to_string(cpu_count() > 1 ? cpu_count() - 1 : 0) + " wrk -t1 -c" +
-                              std::to_string(o.connections) + " -d" + std::to_string(std::max<long long>(1, o.duration.count() / 1000)) +
-                              "s -s " + script + " http://127.0.0.1:" + std::to_string(port) + "/plaintext 2>&1";
-            std::string out;
-            if (FILE* p = ::popen(cmd.c_str(), "r")) {
-                char buf[512];
-                while (std::fgets(buf, sizeof buf, p)) out += buf;
-                ::pclose(p);
-            }
-            auto at = out.find("Requests/sec:");
-            bool bad = out.find("Non-2xx") != std::string::npos || out.find("Socket errors") != std::string::npos;
-            if (at != std::string::npos)
-                std::printf("  [%u/%u] wrk -c%u, 16-deep pipeline %12.0f req/s%s\n", rep + 1, o.repetitions, o.connections,
-                            std::stod(out.substr(at + 13)), bad ? "  (wrk reported errors)" : "");
-            std::remove(script.c_str());
-        } else if (rep == 0) {
-            std::printf("  wrk: n/a (not installed)\n");
+            if (wrk && rep == 0) run_wrk(o, port, rows[i].name);
+            server->stop(SIGTERM, std::chrono::seconds(10));
         }
-        server.stop(SIGTERM, std::chrono::seconds(10));
-        progress.end();
     }
-    if (!rates.empty()) {
-        std::sort(rates.begin(), rates.end());
-        std::printf("  own client: median %.0f req/s (min %.0f, max %.0f), p50 %.0f us, p99 %.0f us, %llu bad responses\n",
-                    rates[rates.size() / 2], rates.front(), rates.back(), p50, p99, static_cast<unsigned long long>(errors));
+    if (!wrk) std::printf("  wrk: n/a (not installed)\n");
+    auto median = [](std::vector<double> v) -> std::optional<double> {
+        if (v.empty()) return std::nullopt;
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    std::printf("%-34s %-24s %8s %8s %10s %10s %8s\n", "server", "req/s median (min-max)", "p50 us", "p99 us", "cpu us/req",
+                "sys/req", "cpu vs uring");
+    auto base_cpu = median(cpu[1]);
+    for (unsigned i = 0; i < 2; ++i) {
+        auto& r = rows[i];
+        if (r.rates.empty()) continue;
+        auto c = median(cpu[i]);
+        std::string rate = bench::fmt("%.0f", r.median()) + " (" + bench::fmt("%.0f", r.min()) + "-" + bench::fmt("%.0f", r.max()) + ")";
+        std::printf("%-34s %-24s %8.0f %8.0f %10s %10s %8s\n", r.name.c_str(), rate.c_str(), median(p50[i]).value_or(0),
+                    median(p99[i]).value_or(0), bench::opt(c, "%.2f").c_str(), bench::opt(median(sys[i]), "%.3f").c_str(),
+                    c && base_cpu && *base_cpu > 0 ? bench::fmt("%.2f", *c / *base_cpu).c_str() : "n/a");
     }
     return ok;
 }
@@ -573,6 +656,7 @@ int main(int argc, char** argv) {
 
     if (!serve_name.empty()) {
         if (serve_cpu >= 0) pin_to_cpu(static_cast<unsigned>(serve_cpu) % cpu_count());
+        if (serve_name == http_baseline_name) return serve_baseline_http(o);
         for (auto const& c : configurations())
             if (c.name == serve_name) return c.serve(o);
         std::fprintf(stderr, "no configuration named '%s'\n", serve_name.c_str());
@@ -607,8 +691,11 @@ int main(int argc, char** argv) {
     progress.plan(echo_step(o), o.repetitions * static_cast<unsigned>(chosen.size()));
     if (o.instructions && have_program("valgrind"))
         for (auto const& c : chosen)
-            if (c.name.find("sqpoll") == std::string::npos) progress.plan(callgrind_step, 2);
-    if (o.http) progress.plan(http_step(o, have_program("wrk")), o.repetitions);
+            if (c.name.find("sqpoll") == std::string::npos) progress.plan(callgrind_step, 2 * std::size(instruction_shapes));
+    if (o.http) {
+        progress.plan(http_step(o, false), 2 * o.repetitions);
+        if (have_program("wrk")) progress.plan(o.duration, 2);
+    }
     if (o.memory) {
         for (auto const& c : configurations())
             if (measured_for_memory(c.name)) progress.plan(memory_step);
@@ -663,23 +750,37 @@ int main(int argc, char** argv) {
     }
 
     if (o.instructions) {
-        if (!have_program("valgrind")) {
+        if (!have_program("valgrind") || !have_program("callgrind_control")) {
             std::printf("instructions per message: n/a (valgrind not installed)\n");
         } else {
-            // Two runs with different message counts, subtracted: start-up and
-            // shutdown cancel out, what is left is the per-message cost.
-            const std::uint64_t few = 2000, many = 12000;
+            // Two lock-step runs with different message counts, subtracted:
+            // what each connection costs once (its accept, its first
+            // receive) cancels out, what is left is the per-message cost,
+            // at each shape.
             for (std::size_t i = 0; i < chosen.size(); ++i) {
                 if (chosen[i].name.find("sqpoll") != std::string::npos) continue;  // its kernel thread is not counted
-                progress.begin("callgrind: " + chosen[i].name + ", " + std::to_string(few) + " messages", callgrind_step);
-                auto a = callgrind_total(chosen[i].name, o, few);
-                progress.end();
-                progress.begin("callgrind: " + chosen[i].name + ", " + std::to_string(many) + " messages", callgrind_step);
-                auto b = callgrind_total(chosen[i].name, o, many);
-                progress.end();
-                if (a && b && *b > *a) rows[i].instructions_per_msg = static_cast<double>(*b - *a) / static_cast<double>(many - few);
-                progress.note("  callgrind %-34s %s instructions/msg\n", chosen[i].name.c_str(),
-                            bench::opt(rows[i].instructions_per_msg, "%.0f").c_str());
+                for (std::size_t s = 0; s < std::size(instruction_shapes); ++s) {
+                    auto const& shape = instruction_shapes[s];
+                    std::string what = "callgrind: " + chosen[i].name + ", " + std::to_string(shape.connections) + " x " +
+                                       std::to_string(shape.depth) + " lock-step, ";
+                    progress.begin(what + std::to_string(shape.few) + " messages per connection", callgrind_step);
+                    auto a = callgrind_total(chosen[i].name, o, shape, shape.few);
+                    progress.end();
+                    progress.begin(what + std::to_string(shape.many) + " messages per connection", callgrind_step);
+                    auto b = callgrind_total(chosen[i].name, o, shape, shape.many);
+                    progress.end();
+                    std::optional<double> per_msg;
+                    if (a && b && *b > *a)
+                        per_msg = static_cast<double>(*b - *a) /
+                                  static_cast<double>((shape.many - shape.few) * shape.connections);
+                    (s == 0 ? rows[i].instructions_per_msg : rows[i].instructions_per_msg_low) = per_msg;
+                    auto total = [](const std::optional<std::uint64_t>& t) {
+                        return t ? std::to_string(*t) : std::string("failed");
+                    };
+                    progress.note("  callgrind %-34s %3u x %-2u lock-step: %s instructions/msg (totals %s, %s)\n",
+                                  chosen[i].name.c_str(), shape.connections, shape.depth, bench::opt(per_msg, "%.0f").c_str(),
+                                  total(a).c_str(), total(b).c_str());
+                }
             }
         }
     }
