@@ -67,12 +67,52 @@ struct options {
     std::string svg = "bench-results.svg";
     unsigned max_connections = 4096;
     unsigned max_wait_ms = 0;  // see server_config::max_wait; set under valgrind
+    // The message-size sweep: echo at each size, zerg against the liburing loop.
+    std::vector<std::size_t> sizes = {64, 4096, 64 * 1024, 1024 * 1024};
+    std::chrono::milliseconds sweep_duration{0};  // 0: --duration, at most 1 s
+    std::chrono::milliseconds sweep_warmup{0};    // 0: --warmup, at most 200 ms
 };
+
+// "64,4k,64k,1m" (k and m: KiB, MiB); "none": no sweep.
+std::vector<std::size_t> parse_sizes(const std::string& list) {
+    std::vector<std::size_t> out;
+    if (list == "none") return out;
+    std::stringstream in(list);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+        std::size_t end = 0;
+        std::size_t v = std::stoul(item, &end);
+        std::string unit = item.substr(end);
+        if (unit == "k" || unit == "K") v <<= 10;
+        else if (unit == "m" || unit == "M") v <<= 20;
+        else if (!unit.empty()) throw std::runtime_error("--sizes: cannot read '" + item + "'");
+        if (v == 0) throw std::runtime_error("--sizes: a size must be at least 1");
+        out.push_back(v);
+    }
+    return out;
+}
+
+// The sweep's load at `size`: 16 connections, 16 messages in flight each,
+// fewer for large messages so no more than 1 MiB per connection is in flight
+// (a 1 MiB message goes one at a time).
+unsigned sweep_depth(std::size_t size) {
+    return static_cast<unsigned>(std::clamp<std::size_t>((std::size_t{1} << 20) / std::max<std::size_t>(size, 1), 1, 16));
+}
+constexpr unsigned sweep_connections = 16;
+
+std::string size_name(std::size_t size) {
+    if (size >= (1u << 20) && size % (1u << 20) == 0) return std::to_string(size >> 20) + " MiB";
+    if (size >= 1024 && size % 1024 == 0) return std::to_string(size >> 10) + " KiB";
+    return std::to_string(size) + " B";
+}
 
 // Step, configuration, repetition and time left, on stderr.
 bench::progress progress;
 
 std::chrono::milliseconds echo_step(const options& o) { return o.warmup + o.duration + std::chrono::milliseconds(300); }
+std::chrono::milliseconds sweep_step(const options& o) {
+    return o.sweep_warmup + o.sweep_duration + std::chrono::milliseconds(300);
+}
 std::chrono::milliseconds http_step(const options& o, bool wrk) {
     return o.warmup + o.duration * (wrk ? 2 : 1) + std::chrono::milliseconds(300);
 }
@@ -97,8 +137,10 @@ int serve(Server& server, const std::string& note) {
     return 0;
 }
 
+using adjust_config = void (*)(zerg::server_config&);
+
 template <class Reactor>
-int serve_zerg(const options& o) {
+int serve_zerg(const options& o, adjust_config adjust = nullptr) {
     zerg::server_config config;
     config.address = "127.0.0.1";
     config.reactors = o.reactors;
@@ -109,6 +151,7 @@ int serve_zerg(const options& o) {
     // reactor takes connections on its own SO_REUSEPORT listener, like the
     // baselines do.
     if (o.max_wait_ms) config.reuse_port = true;
+    if (adjust) adjust(config);
     zerg::server<Reactor> server(config);
     zerg::termination_signals signals;
     server.start();
@@ -133,22 +176,68 @@ int serve_baseline_liburing(const options& o) {
 
 struct configuration {
     std::string name;
-    int (*serve)(const options&);
+    std::function<int(const options&)> serve;
+    bool variant = false;  // from variants(): in the size sweep; in the echo table when --only names it
 };
+
+// zerg variants: the reference configuration (zerg provided/spsc/plain) with
+// one server_config change each, so comparing a data-path feature on and off
+// is one line here. They run in the message-size sweep by default and in
+// the echo table when --only names them.
+struct variant {
+    std::string name;
+    adjust_config adjust;
+};
+
+const std::vector<variant>& variants() {
+    static const std::vector<variant> all = {
+        {"zerg reuse_port", [](zerg::server_config& c) { c.reuse_port = true; }},
+        {"zerg 64 KiB buffers", [](zerg::server_config& c) {
+             c.buffer_size = 64 * 1024;
+             c.buffer_count = 64;  // the same 4 MiB as 4 KiB x 1024
+         }},
+        // Next, as issue 10's data path adds the fields (names to be checked then):
+        // {"zerg bundles off", [](zerg::server_config& c) { c.bundles = false; }},
+        // {"zerg zero-copy off", [](zerg::server_config& c) { c.zero_copy_threshold = 0; }},
+        // {"zerg direct descriptors off", [](zerg::server_config& c) { c.direct_descriptors = false; }},
+    };
+    return all;
+}
+
+using reference_reactor = zerg_echo<zerg::provided_buffers<4096, 1024>, zerg::spsc_handoff<>, zerg::plain_submission>;
+const std::string reference_name = "zerg provided/spsc/plain";
+const std::string liburing_name = "baseline liburing (no zerg)";
 
 const std::vector<configuration>& configurations() {
     using provided = zerg::provided_buffers<4096, 1024>;
     using incremental = zerg::incremental_buffers<16384, 256>;
-    static const std::vector<configuration> all = {
-        {"zerg provided/spsc/plain", &serve_zerg<zerg_echo<provided, zerg::spsc_handoff<>, zerg::plain_submission>>},
-        {"zerg incremental/spsc/plain", &serve_zerg<zerg_echo<incremental, zerg::spsc_handoff<>, zerg::plain_submission>>},
-        {"zerg provided/mpmc/plain", &serve_zerg<zerg_echo<provided, zerg::mpmc_handoff<>, zerg::plain_submission>>},
-        {"zerg provided/msg_ring/plain", &serve_zerg<zerg_echo<provided, zerg::msg_ring_handoff, zerg::plain_submission>>},
-        {"zerg provided/spsc/sqpoll", &serve_zerg<zerg_echo<provided, zerg::spsc_handoff<>, zerg::sqpoll_submission<-1, 100>>>},
-        {"baseline liburing (no zerg)", &serve_baseline_liburing},
-        {"baseline epoll (edge-triggered)", &serve_baseline_epoll},
-    };
+    static const std::vector<configuration> all = [] {
+        std::vector<configuration> v = {
+            {reference_name, [](const options& o) { return serve_zerg<reference_reactor>(o); }},
+            {"zerg incremental/spsc/plain",
+             [](const options& o) { return serve_zerg<zerg_echo<incremental, zerg::spsc_handoff<>, zerg::plain_submission>>(o); }},
+            {"zerg provided/mpmc/plain",
+             [](const options& o) { return serve_zerg<zerg_echo<provided, zerg::mpmc_handoff<>, zerg::plain_submission>>(o); }},
+            {"zerg provided/msg_ring/plain",
+             [](const options& o) { return serve_zerg<zerg_echo<provided, zerg::msg_ring_handoff, zerg::plain_submission>>(o); }},
+            {"zerg provided/spsc/sqpoll",
+             [](const options& o) {
+                 return serve_zerg<zerg_echo<provided, zerg::spsc_handoff<>, zerg::sqpoll_submission<-1, 100>>>(o);
+             }},
+            {liburing_name, &serve_baseline_liburing},
+            {"baseline epoll (edge-triggered)", &serve_baseline_epoll},
+        };
+        for (auto const& var : variants()) {
+            adjust_config adjust = var.adjust;
+            v.push_back({var.name, [adjust](const options& o) { return serve_zerg<reference_reactor>(o, adjust); }, true});
+        }
+        return v;
+    }();
     return all;
+}
+
+bool named_in(const std::string& list, const std::string& name) {
+    return ("," + list + ",").find("," + name + ",") != std::string::npos;
 }
 
 // ---- client side -----------------------------------------------------------
@@ -423,7 +512,7 @@ void measure_memory(const options& o, unsigned server_cpu) {
     options mo = o;
     mo.max_connections = idle + 1000;
     for (auto const& c : configurations()) {
-        if (!measured_for_memory(c.name)) continue;
+        if (c.variant || !measured_for_memory(c.name)) continue;
         progress.begin("memory: " + c.name + ", " + std::to_string(idle) + " idle connections", memory_step);
         try {
             auto server = launch(c.name, mo, server_cpu);
@@ -601,11 +690,61 @@ bool measure_http(const options& o, unsigned server_cpu) {
     return ok;
 }
 
+// Echo at each message size: msgs/s and server CPU per message, every
+// configuration against the hand-written liburing loop, interleaved.
+bool measure_sweep(const options& o, unsigned server_cpu, const std::vector<configuration>& swept) {
+    std::printf("\necho by message size: %u connections, 16 in flight each (1 MiB in flight at most), %lld ms after %lld ms "
+                "warm-up, interleaved\n",
+                sweep_connections, static_cast<long long>(o.sweep_duration.count()), static_cast<long long>(o.sweep_warmup.count()));
+    std::printf("%-9s %-34s %6s %12s %10s %11s %10s %10s\n", "size", "configuration", "depth", "msgs/s", "MB/s", "cpu us/msg",
+                "vs uring", "cpu vs uring");
+    bool ok = true;
+    for (std::size_t size : o.sizes) {
+        options so = o;
+        so.size = size;
+        so.connections = sweep_connections;
+        so.depth = sweep_depth(size);
+        so.duration = o.sweep_duration;
+        so.warmup = o.sweep_warmup;
+        so.perf = false;
+        std::vector<measurement> results(swept.size());
+        for (std::size_t i = 0; i < swept.size(); ++i) {
+            progress.begin("sweep: " + swept[i].name + ", " + size_name(size), sweep_step(o));
+            try {
+                results[i] = measure(swept[i].name, so, server_cpu);
+            } catch (const std::exception& e) {
+                results[i].load.failure = e.what();
+            }
+            progress.end();
+        }
+        const measurement* base = nullptr;
+        for (std::size_t i = 0; i < swept.size(); ++i)
+            if (swept[i].name == liburing_name && results[i].load.messages && results[i].load.failure.empty()) base = &results[i];
+        for (std::size_t i = 0; i < swept.size(); ++i) {
+            auto const& m = results[i];
+            bool bad = !m.load.failure.empty() || m.load.errors || !m.load.messages;
+            if (bad) {
+                ok = false;
+                std::printf("%-9s %-34s FAILED: %s (%llu errors)\n", size_name(size).c_str(), swept[i].name.c_str(),
+                            m.load.failure.c_str(), static_cast<unsigned long long>(m.load.errors));
+                continue;
+            }
+            std::printf("%-9s %-34s %6u %12.0f %10.1f %11.2f %10s %10s\n", size_name(size).c_str(), swept[i].name.c_str(), so.depth,
+                        m.load.rate(), m.load.rate() * static_cast<double>(size) / 1e6, m.cpu_us_per_msg,
+                        base ? bench::fmt("%.2f", m.load.rate() / base->load.rate()).c_str() : "n/a",
+                        base && base->cpu_us_per_msg > 0 ? bench::fmt("%.2f", m.cpu_us_per_msg / base->cpu_us_per_msg).c_str()
+                                                         : "n/a");
+        }
+    }
+    return ok;
+}
+
 void usage() {
     std::printf(
         "usage: zerg-bench [--quick] [--instructions] [--no-memory] [--no-http] [--no-perf]\n"
         "                  [--duration MS] [--warmup MS] [--repetitions N] [--connections N]\n"
         "                  [--size BYTES] [--depth N] [--reactors N] [--only NAME,NAME]\n"
+        "                  [--sizes 64,4k,64k,1m|none] [--sweep-duration MS] [--proxy]\n"
         "                  [--csv FILE] [--svg FILE] [--list]\n");
 }
 
@@ -630,7 +769,10 @@ int main(int argc, char** argv) {
             o.repetitions = 1;
             o.connections = 16;
             o.memory = false;
+            o.sizes = {64 * 1024, 1024 * 1024};
         } else if (a == "--instructions") o.instructions = true;
+        else if (a == "--sizes") o.sizes = parse_sizes(next());
+        else if (a == "--sweep-duration") o.sweep_duration = std::chrono::milliseconds(std::stoi(next()));
         else if (a == "--no-memory") o.memory = false;
         else if (a == "--no-http") o.http = false;
         else if (a == "--no-perf") o.perf = false;
@@ -653,6 +795,8 @@ int main(int argc, char** argv) {
         }
     }
     raise_fd_limit();
+    if (o.sweep_duration.count() == 0) o.sweep_duration = std::min(o.duration, std::chrono::milliseconds(1000));
+    if (o.sweep_warmup.count() == 0) o.sweep_warmup = std::min(o.warmup, std::chrono::milliseconds(200));
 
     if (!serve_name.empty()) {
         if (serve_cpu >= 0) pin_to_cpu(static_cast<unsigned>(serve_cpu) % cpu_count());
@@ -677,7 +821,7 @@ int main(int argc, char** argv) {
 
     std::vector<configuration> chosen;
     for (auto const& c : configurations())
-        if (o.only.empty() || ("," + o.only + ",").find("," + c.name + ",") != std::string::npos) chosen.push_back(c);
+        if (o.only.empty() ? !c.variant : named_in(o.only, c.name)) chosen.push_back(c);
 
     std::printf("zerg-bench: echo, %u connections x %u pipelined messages of %zu bytes, %u reactor(s)\n", o.connections,
                 o.depth, o.size, o.reactors);
@@ -686,19 +830,27 @@ int main(int argc, char** argv) {
                 static_cast<long long>(o.warmup.count()));
     if (!perf) std::printf("syscalls per message: n/a (perf not installed; apt-get install linux-perf)\n");
 
+    // The size sweep: the reference zerg configuration, every variant and
+    // the liburing loop; or what --only names.
+    std::vector<configuration> swept;
+    for (auto const& c : configurations())
+        if (o.only.empty() ? (c.name == reference_name || c.variant || c.name == liburing_name) : named_in(o.only, c.name))
+            swept.push_back(c);
+
     // Every step, planned before the first one runs, so "time left" covers
     // the whole run.
     progress.plan(echo_step(o), o.repetitions * static_cast<unsigned>(chosen.size()));
     if (o.instructions && have_program("valgrind"))
         for (auto const& c : chosen)
             if (c.name.find("sqpoll") == std::string::npos) progress.plan(callgrind_step, 2 * std::size(instruction_shapes));
+    progress.plan(sweep_step(o), static_cast<unsigned>(o.sizes.size() * swept.size()));
     if (o.http) {
         progress.plan(http_step(o, false), 2 * o.repetitions);
         if (have_program("wrk")) progress.plan(o.duration, 2);
     }
     if (o.memory) {
         for (auto const& c : configurations())
-            if (measured_for_memory(c.name)) progress.plan(memory_step);
+            if (!c.variant && measured_for_memory(c.name)) progress.plan(memory_step);
         progress.plan(memory_step);
     }
 
@@ -797,6 +949,7 @@ int main(int argc, char** argv) {
                                       " in flight, " + std::to_string(o.size) + " B messages");
     std::printf("\nwrote %s and %s\n", o.csv.c_str(), o.svg.c_str());
 
+    if (!o.sizes.empty() && !measure_sweep(o, server_cpu, swept)) failed = true;
     if (o.http && !measure_http(o, server_cpu)) failed = true;
     if (o.memory) measure_memory(o, server_cpu);
 
