@@ -26,7 +26,10 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -59,6 +62,7 @@ struct options {
     std::chrono::milliseconds duration{4000};
     std::chrono::milliseconds warmup{500};
     bool instructions = false;
+    bool proxy = false;  // --proxy: echo through bin/proxy and through HAProxy
     bool memory = true;
     bool http = true;
     bool perf = true;
@@ -739,6 +743,196 @@ bool measure_sweep(const options& o, unsigned server_cpu, const std::vector<conf
     return ok;
 }
 
+// ---- proxy (--proxy) --------------------------------------------------------
+//
+// Echo through a TCP proxy: the load generator connects to the proxy, which
+// relays to the liburing echo baseline. bin/proxy (beside this program)
+// against HAProxy in `mode tcp`, the proxy pinned to the server CPU, the
+// upstream echo server with the load generator on the other, so the proxy's
+// own CPU per message is what differs.
+
+// A port on 127.0.0.1 that was free a moment ago, for programs that must be
+// told their port. Another process could take it first: then the proxy
+// fails to start, which is reported.
+std::uint16_t free_port() {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof a;
+    std::uint16_t port = 0;
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &length) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) ::close(fd);
+    return port;
+}
+
+// True once something accepts on 127.0.0.1:port (bounded).
+bool accepts_on(std::uint16_t port, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        try {
+            ::close(bench::connect_to(port));
+            return true;
+        } catch (...) {
+            ::poll(nullptr, 0, 20);
+        }
+    }
+    return false;
+}
+
+std::string first_line_of(const std::string& command) {
+    std::string out;
+    if (FILE* p = ::popen((command + " 2>&1").c_str(), "r")) {
+        char buf[256];
+        if (std::fgets(buf, sizeof buf, p)) out = buf;
+        ::pclose(p);
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return out;
+}
+
+bool measure_proxy(const options& o, unsigned server_cpu, unsigned client_cpu) {
+    std::string self = self_path();
+    const std::string zerg_proxy = self.substr(0, self.rfind('/') + 1) + "proxy";
+    const bool have_zerg = ::access(zerg_proxy.c_str(), X_OK) == 0;
+    const bool have_haproxy = have_program("haproxy");
+    std::printf("\nproxy: echo through a proxy to %s, %u connections x %u in flight, %zu B messages; proxy on CPU %u, "
+                "upstream and load generator on CPU %u\n",
+                liburing_name.c_str(), o.connections, o.depth, o.size, server_cpu, client_cpu);
+    if (!have_zerg) std::printf("  zerg bin/proxy: skipped: bin/proxy not built (%s)\n", zerg_proxy.c_str());
+    if (!have_haproxy) std::printf("  haproxy: skipped: haproxy not installed (apt-get install haproxy)\n");
+    if (!have_zerg && !have_haproxy) return true;
+
+    // The HAProxy configuration, in a directory of its own.
+    char dir_template[] = "/tmp/zerg-bench-haproxy.XXXXXX";
+    const char* dir = have_haproxy ? ::mkdtemp(dir_template) : nullptr;
+    if (have_haproxy && !dir) {
+        std::printf("  haproxy: FAILED: no temporary directory\n");
+        return false;
+    }
+    const std::string cfg = dir ? std::string(dir) + "/haproxy.cfg" : "";
+    const std::string haproxy_version = have_haproxy ? first_line_of("haproxy -v") : "";
+
+    struct proxy_kind {
+        std::string name;
+        bool zerg;
+    };
+    std::vector<proxy_kind> kinds;
+    if (have_zerg) kinds.push_back({"zerg bin/proxy", true});
+    if (have_haproxy) kinds.push_back({"haproxy mode tcp, 1 thread", false});
+    std::vector<bench::row> rows(kinds.size());
+    std::vector<std::vector<double>> cpu(kinds.size()), sys(kinds.size()), p50(kinds.size()), p99(kinds.size());
+    bool ok = true;
+
+    // The upstream: the liburing echo loop, beside the load generator.
+    server_process upstream;
+    try {
+        upstream = launch(liburing_name, o, client_cpu);
+    } catch (const std::exception& e) {
+        std::printf("  upstream FAILED: %s\n", e.what());
+        if (dir) ::rmdir(dir);
+        return false;
+    }
+    for (unsigned rep = 0; rep < o.repetitions; ++rep) {
+        for (std::size_t i = 0; i < kinds.size(); ++i) {
+            rows[i].name = kinds[i].name;
+            progress.begin("proxy: " + kinds[i].name + ", repetition " + std::to_string(rep + 1) + "/" +
+                               std::to_string(o.repetitions),
+                           echo_step(o));
+            std::uint16_t port = free_port();
+            std::vector<std::string> argv;
+            if (kinds[i].zerg) {
+                argv = {zerg_proxy, "--listen", "127.0.0.1:" + std::to_string(port), "--upstream",
+                        "127.0.0.1:" + std::to_string(upstream.port)};
+            } else {
+                if (FILE* f = std::fopen(cfg.c_str(), "w")) {
+                    std::fprintf(f,
+                                 "global\n    nbthread 1\n    maxconn %u\n"
+                                 "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n"
+                                 "    timeout server 60s\n"
+                                 "listen echo\n    bind 127.0.0.1:%u\n    server upstream 127.0.0.1:%u\n",
+                                 o.connections * 2 + 100, port, upstream.port);
+                    std::fclose(f);
+                }
+                argv = {"haproxy", "-db", "-f", cfg};  // -db: in the foreground, no daemon
+            }
+            child proxy(argv, true, static_cast<int>(server_cpu));
+            measurement m;
+            if (!port || !accepts_on(port, std::chrono::seconds(5))) {
+                m.load.failure = "did not start listening on 127.0.0.1:" + std::to_string(port);
+            } else {
+                bench::load_plan plan{port, o.connections, o.size, o.depth, o.warmup, 0};
+                if (o.warmup.count() > 0) bench::run_load(plan);
+                plan.duration = o.duration;
+                syscall_counter syscalls(proxy.pid(), o.perf);
+                std::uint64_t before = cpu_ns(proxy.pid());
+                m.load = bench::run_load(plan);
+                std::uint64_t after = cpu_ns(proxy.pid());
+                auto calls = syscalls.finish();
+                if (m.load.messages) {
+                    m.cpu_us_per_msg = static_cast<double>(after - before) / 1000.0 / static_cast<double>(m.load.messages);
+                    if (calls) m.syscalls_per_msg = static_cast<double>(*calls) / static_cast<double>(m.load.messages);
+                }
+            }
+            if (!proxy.stop(SIGTERM, std::chrono::seconds(10))) m.note = "did not stop on SIGTERM";
+            progress.end();
+            auto& r = rows[i];
+            progress.note("  [%u/%u] %-34s %10.0f msgs/s  %s%s\n", rep + 1, o.repetitions, r.name.c_str(), m.load.rate(),
+                          m.load.errors ? "ERRORS " : "verified",
+                          m.load.failure.empty() ? "" : (" FAILED: " + m.load.failure).c_str());
+            r.errors += m.load.errors;
+            if (!m.load.failure.empty() || m.load.errors || !m.load.messages) {
+                ok = false;
+                r.note = m.load.failure.empty() ? "verification errors" : m.load.failure;
+                continue;
+            }
+            if (!m.note.empty()) r.note = m.note;
+            r.rates.push_back(m.load.rate());
+            cpu[i].push_back(m.cpu_us_per_msg);
+            p50[i].push_back(m.load.p50_us);
+            p99[i].push_back(m.load.p99_us);
+            if (m.syscalls_per_msg) sys[i].push_back(*m.syscalls_per_msg);
+        }
+    }
+    upstream.proc->stop(SIGTERM, std::chrono::seconds(10));
+    if (dir) {
+        std::remove(cfg.c_str());
+        ::rmdir(dir);
+    }
+
+    auto median = [](std::vector<double> v) -> std::optional<double> {
+        if (v.empty()) return std::nullopt;
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    const bench::row* haproxy = nullptr;
+    std::optional<double> haproxy_cpu;
+    for (std::size_t i = 0; i < kinds.size(); ++i)
+        if (!kinds[i].zerg && !rows[i].rates.empty()) {
+            haproxy = &rows[i];
+            haproxy_cpu = median(cpu[i]);
+        }
+    std::printf("%-34s %-24s %8s %8s %14s %10s %10s %14s\n", "proxy", "msgs/s median (min-max)", "p50 us", "p99 us",
+                "proxy cpu us/msg", "sys/msg", "vs haproxy", "cpu vs haproxy");
+    for (std::size_t i = 0; i < kinds.size(); ++i) {
+        auto const& r = rows[i];
+        if (r.rates.empty()) {
+            std::printf("%-34s FAILED: %s\n", r.name.c_str(), r.note.c_str());
+            continue;
+        }
+        auto c = median(cpu[i]);
+        std::string rate = bench::fmt("%.0f", r.median()) + " (" + bench::fmt("%.0f", r.min()) + "-" + bench::fmt("%.0f", r.max()) + ")";
+        std::printf("%-34s %-24s %8.0f %8.0f %14s %10s %10s %14s\n", r.name.c_str(), rate.c_str(), median(p50[i]).value_or(0),
+                    median(p99[i]).value_or(0), bench::opt(c, "%.2f").c_str(), bench::opt(median(sys[i]), "%.3f").c_str(),
+                    haproxy ? bench::fmt("%.2f", bench::ratio(r, haproxy)).c_str() : "n/a",
+                    c && haproxy_cpu && *haproxy_cpu > 0 ? bench::fmt("%.2f", *c / *haproxy_cpu).c_str() : "n/a");
+    }
+    if (have_haproxy) std::printf("  %s\n", haproxy_version.c_str());
+    return ok;
+}
+
 void usage() {
     std::printf(
         "usage: zerg-bench [--quick] [--instructions] [--no-memory] [--no-http] [--no-perf]\n"
@@ -776,6 +970,7 @@ int main(int argc, char** argv) {
         else if (a == "--no-memory") o.memory = false;
         else if (a == "--no-http") o.http = false;
         else if (a == "--no-perf") o.perf = false;
+        else if (a == "--proxy") o.proxy = true;
         else if (a == "--duration") o.duration = std::chrono::milliseconds(std::stoi(next()));
         else if (a == "--warmup") o.warmup = std::chrono::milliseconds(std::stoi(next()));
         else if (a == "--repetitions") o.repetitions = static_cast<unsigned>(std::stoi(next()));
@@ -844,6 +1039,7 @@ int main(int argc, char** argv) {
         for (auto const& c : chosen)
             if (c.name.find("sqpoll") == std::string::npos) progress.plan(callgrind_step, 2 * std::size(instruction_shapes));
     progress.plan(sweep_step(o), static_cast<unsigned>(o.sizes.size() * swept.size()));
+    if (o.proxy) progress.plan(echo_step(o), 2 * o.repetitions);
     if (o.http) {
         progress.plan(http_step(o, false), 2 * o.repetitions);
         if (have_program("wrk")) progress.plan(o.duration, 2);
@@ -951,6 +1147,7 @@ int main(int argc, char** argv) {
 
     if (!o.sizes.empty() && !measure_sweep(o, server_cpu, swept)) failed = true;
     if (o.http && !measure_http(o, server_cpu)) failed = true;
+    if (o.proxy && !measure_proxy(o, server_cpu, client_cpu)) failed = true;
     if (o.memory) measure_memory(o, server_cpu);
 
     std::uint64_t errors = 0;
