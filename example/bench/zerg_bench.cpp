@@ -73,8 +73,8 @@ struct options {
     unsigned max_wait_ms = 0;  // see server_config::max_wait; set under valgrind
     // The message-size sweep: echo at each size, zerg against the liburing loop.
     std::vector<std::size_t> sizes = {64, 4096, 64 * 1024, 1024 * 1024};
-    std::chrono::milliseconds sweep_duration{0};  // 0: --duration, at most 1 s
-    std::chrono::milliseconds sweep_warmup{0};    // 0: --warmup, at most 200 ms
+    std::chrono::milliseconds sweep_duration{0};  // 0: --duration, at most 600 ms
+    std::chrono::milliseconds sweep_warmup{0};    // 0: --warmup, at most 150 ms
 };
 
 // "64,4k,64k,1m" (k and m: KiB, MiB); "none": no sweep.
@@ -990,8 +990,10 @@ int main(int argc, char** argv) {
         }
     }
     raise_fd_limit();
-    if (o.sweep_duration.count() == 0) o.sweep_duration = std::min(o.duration, std::chrono::milliseconds(1000));
-    if (o.sweep_warmup.count() == 0) o.sweep_warmup = std::min(o.warmup, std::chrono::milliseconds(200));
+    // Short runs: the sweep has sizes x configurations of them, and the
+    // default run should stay near three minutes.
+    if (o.sweep_duration.count() == 0) o.sweep_duration = std::min(o.duration, std::chrono::milliseconds(600));
+    if (o.sweep_warmup.count() == 0) o.sweep_warmup = std::min(o.warmup, std::chrono::milliseconds(150));
 
     if (!serve_name.empty()) {
         if (serve_cpu >= 0) pin_to_cpu(static_cast<unsigned>(serve_cpu) % cpu_count());
