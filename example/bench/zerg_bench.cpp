@@ -1,11 +1,14 @@
 // zerg-bench: reactor policy combinations side by side with two baselines
 // (an edge-triggered epoll loop and a hand-written liburing loop), the same
-// echo work, measured in one run.
+// echo work, measured in one run; then echo by message size (zerg, its
+// variants and the liburing loop), HTTP plaintext (bin/http_plaintext and a
+// hand-written liburing HTTP loop) and memory.
 //
-//   bin/zerg-bench                 the default run (a few minutes on 2 cores)
+//   bin/zerg-bench                 the default run (about 3 minutes on 2 cores)
 //   bin/zerg-bench --quick         seconds; checks that everything runs and verifies
 //   bin/zerg-bench --instructions  adds user-space instructions per message (callgrind,
 //                                  lock-step: 64 connections x 16 and 8 x 1)
+//   bin/zerg-bench --proxy         adds echo through bin/proxy and through HAProxy (mode tcp)
 //   bin/zerg-bench --help          every option
 //   bin/zerg-bench > results.txt   tables to the file, progress on stderr
 //
