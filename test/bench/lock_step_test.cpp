@@ -69,10 +69,10 @@ struct slow_echo {
                 if (p.received > allowed_bytes(p.echoed_messages)) ++violations;
                 max_pending = std::max(max_pending, p.pending.size());
             }
-            // One message per connection every 3 ms: time for a client that
+            // One message per connection every 5 ms: time for a client that
             // answers each echo with a new message to show it.
             if (std::chrono::steady_clock::now() < next_echo) continue;
-            next_echo = std::chrono::steady_clock::now() + std::chrono::milliseconds(3);
+            next_echo = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
             for (auto& p : peers) {
                 if (p.pending.size() < size) continue;
                 std::size_t at = 0;
