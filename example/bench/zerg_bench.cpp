@@ -622,6 +622,7 @@ void run_wrk(const options& o, std::uint16_t port, const std::string& label) {
     if (at != std::string::npos)
         std::printf("  wrk -c%u, 16-deep pipeline, %-34s %12.0f req/s%s\n", o.connections, label.c_str(),
                     std::stod(out.substr(at + 13)), bad ? "  (wrk reported errors)" : "");
+    std::remove(script.c_str());
 }
 
 bool measure_http(const options& o, unsigned server_cpu) {
