@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
     auto config = example::parse_options(argc, argv, {
         {"--max-outbound", true, "UDP: datagrams in flight per reactor before sends are dropped",
          [&](const char* v) { return number(v, udp.max_outbound); }},
+        {"--max-outbound-bytes", true, "UDP: bytes in flight per reactor before sends are dropped",
+         [&](const char* v) { return number(v, udp.max_outbound_bytes); }},
         {"--zero-copy-threshold", true, "UDP: sendmsg_zc from this many bytes (0: never)",
          [&](const char* v) { return number(v, udp.zero_copy_threshold); }},
         {"--receive-buffer", true, "UDP: SO_RCVBUF bytes (0: the kernel's)", [&](const char* v) { return number(v, udp.receive_buffer); }},

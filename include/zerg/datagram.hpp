@@ -75,8 +75,9 @@
     X(recv_errors, counter, "receive completions with an error other than ENOBUFS")         \
     X(truncated, counter, "datagrams larger than a buffer (MSG_TRUNC), dropped")            \
     X(send_errors, counter, "sends the kernel refused (EMSGSIZE, ENETUNREACH...)")          \
-    X(send_dropped, counter, "datagrams dropped because max_outbound were in flight")       \
+    X(send_dropped, counter, "datagrams dropped: max_outbound or max_outbound_bytes in flight") \
     X(sends_zero_copy, counter, "datagrams sent with sendmsg_zc")                           \
+    X(zero_copy_refusals, counter, "sendmsg_zc refused at run time: sendmsg from then on")  \
     X(handler_exceptions, counter, "on_datagram calls that threw (the endpoint goes on)")   \
     X(outbound_in_flight, gauge, "send slots in the kernel's hands now")
 
@@ -107,6 +108,7 @@ struct udp_config {
     unsigned buffer_size = 2048;
     unsigned buffer_count = 256;         // per endpoint, a power of two
     unsigned max_outbound = 1024;        // datagrams in flight per endpoint; past it dropped
+    std::size_t max_outbound_bytes = 4 << 20;  // their bytes in flight; past it dropped
     std::size_t zero_copy_threshold = 16384;  // sendmsg_zc from this many bytes; 0: never
     int receive_buffer = 0;              // SO_RCVBUF bytes, 0: the kernel's default
     int send_buffer = 0;                 // SO_SNDBUF bytes, 0: the kernel's default
@@ -197,7 +199,7 @@ public:
     // Any thread. Takes ownership of `fd`, a bound UDP socket
     // (open_datagram_socket); setup() and run() then belong to one thread.
     datagram_endpoint(unsigned index, const udp_config& config, const Handler& prototype, int fd)
-        : index_(index), config_(config), handler_(prototype), fd_(fd), outbox_(config.max_outbound) {
+        : index_(index), config_(config), handler_(prototype), fd_(fd), outbox_(config.max_outbound, config.max_outbound_bytes) {
         local_.length = sizeof local_.storage;
         ::getsockname(fd_, reinterpret_cast<sockaddr*>(&local_.storage), &local_.length);
     }
@@ -229,8 +231,9 @@ public:
 
     // The endpoint's thread (from on_datagram, typically): sends `bytes` to
     // `peer`. The bytes are copied; the call never blocks. False when the
-    // datagram was dropped because max_outbound sends are in flight (counted
-    // in send_dropped); a refusal by the kernel comes later, in send_errors.
+    // datagram was dropped because max_outbound datagrams or
+    // max_outbound_bytes bytes are in flight (counted in send_dropped); a
+    // refusal by the kernel comes later, in send_errors.
     // Effects: one copy and one SQE; the SQE is submitted at the end of the
     // loop iteration, with the others.
     bool send_to(const endpoint& peer, std::span<const std::byte> bytes);
@@ -252,7 +255,8 @@ public:
     // Any thread: the socket, for options zerg does not set (setsockopt is
     // thread-safe); never close it.
     int native_handle() const noexcept { return fd_; }
-    // After setup(), any thread: features not in effect and why.
+    // After setup(), any thread: features setup() found not in effect, and
+    // why. (A sendmsg_zc refused later is in counters().zero_copy_refusals.)
     const std::vector<std::string>& fallbacks() const noexcept { return fallbacks_; }
     // The endpoint's thread.
     Handler& handler() noexcept { return handler_; }
@@ -451,10 +455,12 @@ void datagram_endpoint<H>::on_send(std::uint32_t slot, const io_uring_cqe& cqe) 
         } else if (d.zero_copy && (cqe.res == -EOPNOTSUPP || cqe.res == -EINVAL) && !(cqe.flags & IORING_CQE_F_MORE)) {
             // Refused as a kind of request, not as this datagram: every
             // later one goes by plain sendmsg, this one too.
+            // fallbacks_ is setup()'s alone (other threads read it): the
+            // hook and a counter tell of this one.
             zero_copy_ = false;
-            fallbacks_.push_back("sendmsg_zc: refused (" + uring::result_error(cqe.res).message() +
-                                 "): every datagram is sent with sendmsg");
-            report(error_report::kind::fallback, uring::result_error(cqe.res), fallbacks_.back());
+            counters_.zero_copy_refusals.add();
+            report(error_report::kind::fallback, uring::result_error(cqe.res),
+                   "endpoint " + std::to_string(index_) + ": sendmsg_zc refused: every datagram is sent with sendmsg");
             submit_send(slot, false);
             return;
         } else {

@@ -1,8 +1,11 @@
 // The outbound side of a datagram endpoint: a fixed number of slots, each
 // holding one datagram from send_to() until the kernel is done with it (its
-// sendmsg CQE, or for sendmsg_zc its notification). The slot count is the
-// endpoint's cap: a datagram past it is dropped and counted, never queued
-// without bound.
+// sendmsg CQE, or for sendmsg_zc its notification). Two caps, a slot count
+// and a byte count in flight: a datagram past either is dropped and
+// counted, never queued without bound. Slots keep their allocation for the
+// next datagram while the memory kept stays under the byte cap; past it a
+// released slot gives its memory back, so the outbox never holds much more
+// than twice the byte cap.
 //
 // Thread-safety: owned by the endpoint's reactor thread.
 #pragma once
@@ -36,23 +39,30 @@ class datagram_outbox {
 public:
     // Allocates the slot table; the bytes of each slot grow on first use,
     // so memory is at most capacity × the largest datagram sent.
-    explicit datagram_outbox(unsigned capacity) : slots_(capacity) {
+    datagram_outbox(unsigned capacity, std::size_t max_bytes) : slots_(capacity), max_bytes_(max_bytes) {
         free_.reserve(capacity);
         for (unsigned i = capacity; i-- > 0;) free_.push_back(i);
     }
 
     unsigned capacity() const noexcept { return static_cast<unsigned>(slots_.size()); }
     unsigned in_flight() const noexcept { return capacity() - static_cast<unsigned>(free_.size()); }
+    std::size_t bytes_in_flight() const noexcept { return bytes_in_flight_; }
+    // Bytes allocated for slots, in flight or kept for reuse.
+    std::size_t bytes_kept() const noexcept { return kept_; }
 
     // Copies `bytes` and `peer` into a free slot and points its message at
-    // them. Nothing when every slot is in flight (the caller counts the drop).
+    // them. Nothing when every slot is in flight or the bytes would pass the
+    // byte cap (the caller counts the drop).
     // Effects: one copy of the payload; an allocation only the first time a
     // slot holds a datagram that large.
     std::optional<std::uint32_t> acquire(const endpoint& peer, std::span<const std::byte> bytes) {
-        if (free_.empty()) return std::nullopt;
+        if (free_.empty() || bytes_in_flight_ + bytes.size() > max_bytes_) return std::nullopt;
         std::uint32_t index = free_.back();
         outbound_datagram& d = slots_[index];
+        kept_ -= d.bytes.capacity();
         d.bytes.assign(bytes.begin(), bytes.end());
+        kept_ += d.bytes.capacity();
+        bytes_in_flight_ += d.bytes.size();
         std::memcpy(&d.peer, &peer.storage, sizeof d.peer);
         d.vector = {d.bytes.data(), d.bytes.size()};
         d.message = {};
@@ -68,11 +78,22 @@ public:
     outbound_datagram& at(std::uint32_t index) noexcept { return slots_[index]; }
 
     // The slot's last CQE arrived: the kernel reads it no more.
-    void release(std::uint32_t index) noexcept { free_.push_back(index); }
+    void release(std::uint32_t index) noexcept {
+        outbound_datagram& d = slots_[index];
+        bytes_in_flight_ -= d.bytes.size();
+        if (kept_ > max_bytes_) {
+            kept_ -= d.bytes.capacity();
+            std::vector<std::byte>().swap(d.bytes);
+        }
+        free_.push_back(index);
+    }
 
 private:
     std::vector<outbound_datagram> slots_;  // never resized: messages point into it
     std::vector<std::uint32_t> free_;
+    std::size_t max_bytes_;
+    std::size_t bytes_in_flight_ = 0;
+    std::size_t kept_ = 0;
 };
 
 }  // namespace zerg::detail
