@@ -144,6 +144,7 @@ struct datagram_snapshot {
     }
 };
 
+// Any thread: one relaxed read per counter.
 inline datagram_snapshot snapshot(const datagram_counters& c) noexcept {
     datagram_snapshot s;
 #define ZERG_DATAGRAM_SNAPSHOT_READ(name, kind, help) s.name = c.name.get();
@@ -152,7 +153,7 @@ inline datagram_snapshot snapshot(const datagram_counters& c) noexcept {
     return s;
 }
 
-// A UDP socket bound to `where` (SO_REUSEPORT when asked, the buffer sizes
+// Any thread. A UDP socket bound to `where` (SO_REUSEPORT when asked, the buffer sizes
 // and multicast options of `config`), its groups joined. `bound` gets the
 // address the kernel gave it. Throws std::system_error naming the step.
 inline int open_datagram_socket(const endpoint& where, const udp_config& config, bool reuse_port,
@@ -205,6 +206,7 @@ public:
     }
     datagram_endpoint(const datagram_endpoint&) = delete;
     datagram_endpoint& operator=(const datagram_endpoint&) = delete;
+    // Any thread, once run() has returned (or never ran).
     ~datagram_endpoint() {
         // The ring first: its exit ends every request that still points
         // into the buffers and the outbox.
@@ -543,10 +545,12 @@ public:
     using handler_type = Handler;
     using endpoint_type = datagram_endpoint<Handler>;
 
+    // The controlling thread: binds nothing yet; start() does.
     explicit udp_server(udp_config config, Handler prototype = Handler{})
         : config_(std::move(config)), prototype_(std::move(prototype)) {}
     udp_server(const udp_server&) = delete;
     udp_server& operator=(const udp_server&) = delete;
+    // The controlling thread: stop(), its exception swallowed.
     ~udp_server() {
         try {
             stop();
@@ -612,7 +616,8 @@ public:
         return failure_;
     }
 
-    // After start(), any thread.
+    // After start() and until the next start(), any thread (an endpoint's own
+    // members say which thread may use each).
     std::uint16_t port() const noexcept { return bound_.port(); }
     const endpoint& local_endpoint() const noexcept { return bound_; }
     std::size_t endpoint_count() const noexcept { return endpoints_.size(); }
