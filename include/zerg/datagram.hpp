@@ -118,6 +118,10 @@ struct udp_config {
     error_hook on_error;                 // handler exceptions, failures, fallbacks
 };
 
+// The same two kinds as counters.hpp's counter_kind; its own enum so this
+// header stands without the TCP reactor's.
+enum class datagram_counter_kind { counter, gauge };
+
 // Per-endpoint counters: written by the endpoint's thread only (relaxed
 // stores), readable from any thread at any time.
 struct alignas(64) datagram_counters {
@@ -151,6 +155,15 @@ inline datagram_snapshot snapshot(const datagram_counters& c) noexcept {
     ZERG_DATAGRAM_COUNTERS(ZERG_DATAGRAM_SNAPSHOT_READ)
 #undef ZERG_DATAGRAM_SNAPSHOT_READ
     return s;
+}
+
+// Calls f(name, kind, help, value) for every counter of `s`, in list order
+// (for metrics pages: the names are the counters' member names).
+template <class F>
+void for_each_counter(const datagram_snapshot& s, F&& f) {
+#define ZERG_DATAGRAM_SNAPSHOT_VISIT(name, kind, help) f(#name, datagram_counter_kind::kind, help, s.name);
+    ZERG_DATAGRAM_COUNTERS(ZERG_DATAGRAM_SNAPSHOT_VISIT)
+#undef ZERG_DATAGRAM_SNAPSHOT_VISIT
 }
 
 // Any thread. A UDP socket bound to `where` (SO_REUSEPORT when asked, the buffer sizes

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <set>
+#include <string>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -98,6 +99,14 @@ BOOST_AUTO_TEST_CASE(echo_is_byte_exact_over_ipv4_and_ipv6) {
             BOOST_TEST(t.truncated == 0u);
             BOOST_TEST(t.send_errors == 0u);
             BOOST_TEST(t.outbound_in_flight == 0u);
+            // The same values by name, as a metrics page reads them.
+            std::uint64_t in_by_name = 0, gauges = 0;
+            zerg::for_each_counter(t, [&](const char* name, zerg::datagram_counter_kind kind, const char*, std::uint64_t v) {
+                if (std::string(name) == "datagrams_in") in_by_name = v;
+                gauges += kind == zerg::datagram_counter_kind::gauge;
+            });
+            BOOST_TEST(in_by_name == t.datagrams_in);
+            BOOST_TEST(gauges == 1u);
         }
     }
 }
