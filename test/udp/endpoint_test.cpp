@@ -161,16 +161,16 @@ BOOST_AUTO_TEST_CASE(a_flood_that_empties_the_buffer_ring_loses_but_never_corrup
     BOOST_TEST(duplicated == 0u);
     BOOST_TEST(seen.size() <= sent);
     BOOST_TEST(seen.size() > 0u);
-    auto t = server.totals();
-    BOOST_TEST(t.enobufs > 0u);
-    BOOST_TEST(t.recv_rearms >= t.enobufs);
-    BOOST_TEST(t.datagrams_in <= sent);
     // Still serving after the flood.
     auto d = numbered_datagram(flood + 1, 300);
     auto reply = client.round_trip(d);
     BOOST_REQUIRE(reply);
     BOOST_TEST(*reply == d);
-    server.stop();
+    server.stop();  // the counters are final once the thread is joined
+    auto t = server.totals();
+    BOOST_TEST(t.enobufs > 0u);
+    BOOST_TEST(t.recv_rearms >= t.enobufs);
+    BOOST_TEST(t.datagrams_in <= sent + 5);  // the flood and the round trip's tries
 }
 
 BOOST_AUTO_TEST_CASE(a_datagram_larger_than_a_buffer_is_counted_and_dropped) {
