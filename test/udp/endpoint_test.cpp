@@ -65,6 +65,9 @@ unsigned echo_sizes(udp_client& client, unsigned rounds) {
             BOOST_REQUIRE(*reply == d);
         }
     // A window: 32 sent before any is read; each echo checked and matched.
+    // A late second echo of a lockstep datagram sent twice (a retry) is
+    // checked too, and otherwise ignored.
+    const std::uint32_t window_start = seq;
     std::set<std::uint32_t> outstanding;
     for (unsigned i = 0; i < 32; ++i) {
         auto d = numbered_datagram(seq, 1000 + i);
@@ -76,6 +79,7 @@ unsigned echo_sizes(udp_client& client, unsigned rounds) {
         BOOST_REQUIRE_MESSAGE(reply, outstanding.size() << " echoes of the window never came");
         auto got = check_numbered(*reply);
         BOOST_REQUIRE_MESSAGE(got, "a corrupted echo of " << reply->size() << " bytes");
+        if (*got < window_start) continue;
         BOOST_REQUIRE(outstanding.erase(*got) == 1);
     }
     return seq;
@@ -186,7 +190,7 @@ BOOST_AUTO_TEST_CASE(a_datagram_larger_than_a_buffer_is_counted_and_dropped) {
     auto reply = client.round_trip(d);
     BOOST_REQUIRE(reply);
     BOOST_TEST(*reply == d);
-    BOOST_TEST(!client.receive(100ms));  // no part of the cut ones came back
+    while (auto late = client.receive(100ms)) BOOST_TEST(*late == d);  // a retry's echo; no part of the cut ones
     server.stop();
     auto t = server.totals();
     BOOST_TEST(t.truncated == 2u);

@@ -32,6 +32,7 @@ void echo_many(zerg::test::udp_client& client) {
             BOOST_REQUIRE(*reply == d);
         }
     // 64 in flight at once, each echo matched to its datagram.
+    const std::uint32_t window_start = seq;  // below: late echoes of retried lockstep datagrams
     std::set<std::uint32_t> outstanding;
     for (int i = 0; i < 64; ++i) {
         BOOST_REQUIRE(client.send(numbered_datagram(seq, 100 + 17 * static_cast<std::uint32_t>(i))));
@@ -42,6 +43,7 @@ void echo_many(zerg::test::udp_client& client) {
         BOOST_REQUIRE_MESSAGE(reply, outstanding.size() << " echoes never came");
         auto got = check_numbered(*reply);
         BOOST_REQUIRE(got);
+        if (*got < window_start) continue;
         BOOST_REQUIRE(outstanding.erase(*got) == 1);
     }
 }
