@@ -311,6 +311,8 @@ private:
     // The kernel keeps reading namelen/controllen from here while the
     // multishot receive lives.
     msghdr recv_msg_{};
+    static constexpr unsigned max_failed_receives = 64;
+    unsigned failed_receives_ = 0;  // receives ended by an error, none delivering since
     bool recv_armed_ = false;
     bool rearm_wanted_ = false;
     bool zero_copy_ = false;  // SENDMSG_ZC is there and has not been refused
@@ -417,12 +419,19 @@ void datagram_endpoint<H>::on_recv(const io_uring_cqe& cqe) {
         rearm_wanted_ = !stopping_;
     }
     if (cqe.res < 0) {
-        if (cqe.res == -ENOBUFS)
+        if (cqe.res == -ENOBUFS) {
             counters_.enobufs.add();
-        else if (cqe.res != -ECANCELED)
+        } else if (cqe.res != -ECANCELED) {
             counters_.recv_errors.add();
+            // An error that ends every new receive at once (the socket is
+            // broken) would make re-arming a busy loop: fail instead.
+            if (!(cqe.flags & IORING_CQE_F_MORE) && ++failed_receives_ >= max_failed_receives)
+                uring::throw_result(cqe.res, "zerg::datagram_endpoint: the receive failed " +
+                                                 std::to_string(max_failed_receives) + " times in a row");
+        }
         return;
     }
+    failed_receives_ = 0;
     if (!(cqe.flags & IORING_CQE_F_BUFFER)) return;
     uring::buffer_ring::slice s = buffers_->take(cqe);
     struct give_back {  // whatever the handler does, the buffer returns
