@@ -221,3 +221,22 @@ struct zcrx_rqe {
 static_assert(sizeof(zcrx_rqe) == 16);
 
 }  // namespace zerg::uring::abi
+
+// ---- multishot recvmsg (6.0) -----------------------------------------------
+namespace zerg::uring::abi {
+
+// Layout of the kernel's struct io_uring_recvmsg_out: the header a multishot
+// IORING_OP_RECVMSG writes at the start of every provided buffer. After it
+// come msg_namelen bytes of source address, msg_controllen bytes of control
+// data, then the payload. `namelen`, `controllen` and `payloadlen` are the
+// true sizes: larger than the room given when the kernel had to cut them
+// (`flags` then carries MSG_TRUNC or MSG_CTRUNC, as recvmsg(2) says).
+struct recvmsg_out {
+    std::uint32_t namelen;
+    std::uint32_t controllen;
+    std::uint32_t payloadlen;
+    std::uint32_t flags;
+};
+static_assert(sizeof(recvmsg_out) == 16, "io_uring_recvmsg_out is 16 bytes in the kernel ABI");
+
+}  // namespace zerg::uring::abi
