@@ -18,4 +18,6 @@
 #include <zerg/task.hpp>
 #include <zerg/signals.hpp>
 #include <zerg/stream.hpp>
+#include <zerg/datagram.hpp>
+#include <zerg/multicast.hpp>
 #include <zerg/uring.hpp>
