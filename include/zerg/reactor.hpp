@@ -931,7 +931,10 @@ template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
     if (c.life_.torn_down()) return;
     if (c.connecting_) {  // writes wait for the connect; a close() now ends it
-        if (c.life_.now == phase::draining) end_connect(c, std::make_error_code(std::errc::operation_canceled));
+        if (c.life_.now == phase::draining)
+            end_connect(c, std::make_error_code(std::errc::operation_canceled));
+        else if (c.send_.over(config_.max_write_queue))
+            pause_reading(source_of(c));
         return;
     }
     if (c.send_.ready()) submit(c, op_send, [&](io_uring_sqe* s) { c.send_.prepare_send(s, c.fd_); });
