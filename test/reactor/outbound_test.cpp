@@ -245,7 +245,7 @@ void timed_out() {
     events ev;
     seen = &ev;
     full_listener full;
-    if (!zerg::test::skip_unless(full.fill(), "a loopback listener whose full accept queue drops SYNs")) return;
+    if (zerg::test::skip_unless(full.fill(), "a loopback listener whose full accept queue drops SYNs")) return;
     client_server s(config(300ms));
     s.start();
     int before = open_fds();
@@ -268,7 +268,7 @@ void closed_while_connecting() {
     events ev;
     seen = &ev;
     full_listener full;
-    if (!zerg::test::skip_unless(full.fill(), "a loopback listener whose full accept queue drops SYNs")) return;
+    if (zerg::test::skip_unless(full.fill(), "a loopback listener whose full accept queue drops SYNs")) return;
     client_server s(config(30s));
     s.start();
     int before = open_fds();
@@ -289,7 +289,7 @@ void stopped_while_connecting() {
     events ev;
     seen = &ev;
     full_listener full;
-    if (!zerg::test::skip_unless(full.fill(), "a loopback listener whose full accept queue drops SYNs")) return;
+    if (zerg::test::skip_unless(full.fill(), "a loopback listener whose full accept queue drops SYNs")) return;
     client_server s(config(30s));
     s.start();
     BOOST_REQUIRE(!connect_from_reactor(s, zerg::endpoint::parse("127.0.0.1", full.port, false)));
@@ -322,7 +322,7 @@ BOOST_AUTO_TEST_CASE(connect_when_the_table_is_full_is_refused_at_once) {
     events ev;
     seen = &ev;
     full_listener full;
-    if (!zerg::test::skip_unless(full.fill(), "a loopback listener whose full accept queue drops SYNs")) return;
+    if (zerg::test::skip_unless(full.fill(), "a loopback listener whose full accept queue drops SYNs")) return;
     auto c = config(30s);
     c.max_connections = 2;
     client_server s(c);
