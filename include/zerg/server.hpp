@@ -7,7 +7,8 @@
 //
 // start() and stop() are for one controlling thread; counters() may be read
 // from any thread at any time; wait_for_failure(), failure() and
-// hurry_stop() may be called from any thread.
+// hurry_stop() may be called from any thread; post(), write() and close()
+// (doc/outbound.md) from any thread between start() and stop().
 #pragma once
 
 #include <zerg/acceptor.hpp>

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <future>
 #include <mutex>
 #include <string>
@@ -301,6 +302,30 @@ void stopped_while_connecting() {
     BOOST_CHECK(ev.connect_errors[0] == std::errc::operation_canceled);
 }
 
+// A handler that opens the upstream for each client it accepts, from inside
+// on_open, and pairs the two by handle (the proxy's shape, in a test).
+struct pairing {
+    struct connection_state {
+        zerg::connection_handle peer;
+    };
+    std::shared_ptr<zerg::endpoint> upstream;
+    void on_open(zerg::connection<pairing>& c) {
+        if (c.outbound()) return;
+        std::error_code ec;
+        auto* up = c.connect(*upstream, ec);
+        if (!up) return c.close();
+        up->state().peer = c.handle();
+        c.state().peer = up->handle();
+        if (c.find(c.state().peer) != up || up->find(up->state().peer) != &c) c.close();  // find() resolves both ways
+    }
+    void on_data(zerg::connection<pairing>& c, std::span<const std::byte> bytes) {
+        if (auto* peer = c.find(c.state().peer)) peer->write(bytes);
+    }
+    void on_close(zerg::connection<pairing>& c, zerg::close_reason) {
+        if (auto* peer = c.find(c.state().peer)) peer->close();
+    }
+};
+
 void both_ways(const std::function<void()>& test) {
     test();
     zerg::uring::scoped_hide hide(zerg::uring::feature::ring_socket);  // socket(2) instead of IORING_OP_SOCKET
@@ -331,5 +356,34 @@ BOOST_AUTO_TEST_CASE(connect_when_the_table_is_full_is_refused_at_once) {
     BOOST_CHECK(!connect_from_reactor(s, to));
     BOOST_CHECK(!connect_from_reactor(s, to));
     BOOST_CHECK(connect_from_reactor(s, to) == std::errc::no_buffer_space);
+    s.stop();
+}
+
+BOOST_AUTO_TEST_CASE(a_handler_opens_an_upstream_for_its_client) {
+    auto listener = zerg::test::listen_loopback();
+    pairing h;
+    h.upstream = std::make_shared<zerg::endpoint>(zerg::endpoint::parse("127.0.0.1", zerg::test::port_of(listener.get()), false));
+    auto c = config();
+    zerg::server<zerg::reactor<pairing>> s(c, h);
+    s.start();
+    auto client = zerg::test::connect_loopback(s.port());
+    BOOST_REQUIRE(::write(client.get(), "hello", 5) == 5);
+    pollfd p{listener.get(), POLLIN, 0};
+    BOOST_REQUIRE(::poll(&p, 1, 10000) == 1);
+    zerg::test::fd_guard upstream(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    std::string got;
+    read_exactly(upstream.get(), got, 5);
+    BOOST_CHECK_EQUAL(got, "hello");
+    BOOST_REQUIRE(::write(upstream.get(), "world", 5) == 5);
+    read_exactly(client.get(), got, 5);
+    BOOST_CHECK_EQUAL(got, "world");
+    upstream.reset();  // the upstream's EOF closes its side, whose on_close closes the client
+    pollfd q{client.get(), POLLIN, 0};
+    BOOST_REQUIRE(::poll(&q, 1, 10000) == 1);
+    char byte;
+    BOOST_CHECK_EQUAL(::read(client.get(), &byte, 1), 0);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (s.totals().busy_slots != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    BOOST_CHECK_EQUAL(s.totals().busy_slots, 0u);
     s.stop();
 }
