@@ -25,8 +25,10 @@
 // to zero after the close, so no CQE can reach the slot's next connection.
 //
 // Thread-safety is given per member below: most belong to the reactor
-// thread; hand_over() to the Queue policy's producers; request_stop() and
-// counters() to any thread.
+// thread; hand_over() to the Queue policy's producers; request_stop(),
+// counters() and post() (with write() and close() through a handle) to
+// any thread. Outbound connections and posted work are defined in
+// impl/reactor_outbound.hpp.
 #pragma once
 
 #include <zerg/address.hpp>

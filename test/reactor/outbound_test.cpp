@@ -2,8 +2,10 @@
 // connects to a loopback listener over IPv4 and IPv6 and exchanges bytes
 // both ways, byte-exact; a refused connect and a timed-out one are reported
 // through on_connect_error and leave no slot and no descriptor behind; a
-// connect closed before it completes is reported as cancelled. Each runs
-// with the socket made through the ring (5.19) and with socket(2).
+// connect closed before it completes, or a stop while it waits, is
+// reported as cancelled; a handler opens an upstream for its client from
+// on_open and pairs the two by handle. The first four run with the socket
+// made through the ring (5.19) and again with socket(2).
 #define BOOST_TEST_MODULE reactor_outbound
 #include <boost/test/unit_test.hpp>
 
