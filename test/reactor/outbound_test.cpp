@@ -328,6 +328,30 @@ struct pairing {
     }
 };
 
+// The pairing with throttle() both ways, as the proxy has it.
+struct throttled {
+    struct connection_state {
+        zerg::connection_handle peer;
+    };
+    std::shared_ptr<zerg::endpoint> upstream;
+    void on_open(zerg::connection<throttled>& c) {
+        if (c.outbound()) return;
+        std::error_code ec;
+        auto* up = c.connect(*upstream, ec);
+        if (!up) return c.close();
+        up->state().peer = c.handle();
+        c.state().peer = up->handle();
+        up->throttle(c.handle());  // what is queued on up comes from c
+        c.throttle(up->handle());
+    }
+    void on_data(zerg::connection<throttled>& c, std::span<const std::byte> bytes) {
+        if (auto* peer = c.find(c.state().peer)) peer->write(bytes);
+    }
+    void on_close(zerg::connection<throttled>& c, zerg::close_reason) {
+        if (auto* peer = c.find(c.state().peer)) peer->close();
+    }
+};
+
 void both_ways(const std::function<void()>& test) {
     test();
     zerg::uring::scoped_hide hide(zerg::uring::feature::ring_socket);  // socket(2) instead of IORING_OP_SOCKET
@@ -384,6 +408,58 @@ BOOST_AUTO_TEST_CASE(a_handler_opens_an_upstream_for_its_client) {
     BOOST_REQUIRE(::poll(&q, 1, 10000) == 1);
     char byte;
     BOOST_CHECK_EQUAL(::read(client.get(), &byte, 1), 0);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (s.totals().busy_slots != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    BOOST_CHECK_EQUAL(s.totals().busy_slots, 0u);
+    s.stop();
+}
+
+// An upstream that does not read: the relay's queue toward it passes
+// max_write_queue, so the reactor stops reading the client (throttle), and
+// the client's sends stall instead of the relay's memory growing. Once the
+// upstream reads, every byte arrives, in order.
+BOOST_AUTO_TEST_CASE(throttle_pauses_the_source_not_the_slow_side) {
+    auto listener = zerg::test::listen_loopback();
+    int small = 64 * 1024;
+    ::setsockopt(listener.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);  // accepted sockets inherit it
+    throttled h;
+    h.upstream = std::make_shared<zerg::endpoint>(zerg::endpoint::parse("127.0.0.1", zerg::test::port_of(listener.get()), false));
+    auto c = config();
+    c.max_write_queue = 64 * 1024;
+    zerg::server<zerg::reactor<throttled>> s(c, h);
+    s.start();
+    auto client = zerg::test::connect_loopback(s.port());
+    ::fcntl(client.get(), F_SETFL, ::fcntl(client.get(), F_GETFL) | O_NONBLOCK);
+    pollfd p{listener.get(), POLLIN, 0};
+    BOOST_REQUIRE(::poll(&p, 1, 10000) == 1);
+    zerg::test::fd_guard upstream(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+
+    const std::size_t limit = 512u << 20;  // far past what the kernel buffers hold on loopback
+    const std::string chunk = pattern(64 * 1024, 3);
+    std::size_t sent = 0;
+    bool stalled = false;
+    while (sent < limit && !stalled) {
+        pollfd w{client.get(), POLLOUT, 0};
+        if (::poll(&w, 1, 500) == 0) {
+            stalled = true;  // nothing taken for 500 ms: the relay stopped reading the client
+            break;
+        }
+        std::size_t at = sent % chunk.size();
+        ssize_t n = ::send(client.get(), chunk.data() + at, chunk.size() - at, MSG_NOSIGNAL);
+        if (n > 0) sent += static_cast<std::size_t>(n);
+    }
+    BOOST_CHECK(stalled);
+    BOOST_CHECK(s.totals().read_pauses > 0);
+    BOOST_TEST_MESSAGE("the client's sends stalled after " << sent << " bytes");
+
+    // The upstream reads now: everything the client sent arrives, in order.
+    std::string got;
+    read_exactly(upstream.get(), got, sent);
+    bool same = true;
+    for (std::size_t i = 0; i < sent && same; ++i) same = got[i] == chunk[i % chunk.size()];
+    BOOST_CHECK(same);
+    client.reset();
+    upstream.reset();
     auto deadline = std::chrono::steady_clock::now() + 10s;
     while (s.totals().busy_slots != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
     BOOST_CHECK_EQUAL(s.totals().busy_slots, 0u);
