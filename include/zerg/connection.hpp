@@ -132,7 +132,7 @@ public:
     // reactor: basic_reactor::connect(). The new connection takes write()s
     // at once (they are sent once it connects); the handler sees it in
     // on_open, or in on_connect_error when it cannot connect. Null with
-    // `ec` set when no slot is free.
+    // `ec` set when it cannot even start (no free slot, the reactor stops).
     connection* connect(const endpoint& to, std::error_code& ec) { return access_->connect(access_->reactor, to, ec); }
     // Opened by connect() (not accepted).
     bool outbound() const noexcept { return outbound_; }
