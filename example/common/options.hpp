@@ -6,6 +6,7 @@
 #include <zerg/config.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +25,20 @@ struct extra_option {
     const char* help;
     std::function<bool(const char* value)> set;
 };
+
+// "HOST:PORT", or "[V6]:PORT" for an IPv6 literal. False when malformed.
+inline bool split_host_port(const char* text, std::string& host, std::uint16_t& port) {
+    std::string s = text;
+    auto colon = s.rfind(':');
+    if (colon == std::string::npos || colon + 1 == s.size()) return false;
+    host = s.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    char* end = nullptr;
+    unsigned long n = std::strtoul(s.c_str() + colon + 1, &end, 10);
+    if (*end || n > 65535) return false;
+    port = static_cast<std::uint16_t>(n);
+    return !host.empty();
+}
 
 inline std::optional<zerg::server_config> parse_options(int argc, char** argv, std::vector<extra_option> extra = {}) {
     zerg::server_config config;
@@ -45,6 +60,8 @@ inline std::optional<zerg::server_config> parse_options(int argc, char** argv, s
     std::vector<extra_option> options = {
         {"--port", true, "TCP port (0: the kernel picks)", [&](const char* v) { return number(v, config.port); }},
         {"--address", true, "address to bind (:: for all)", [&](const char* v) { config.address = v; return true; }},
+        {"--listen", true, "HOST:PORT to bind ([V6]:PORT), as --address and --port",
+         [&](const char* v) { return split_host_port(v, config.address, config.port); }},
         {"--reactors", true, "reactor threads", [&](const char* v) { return number(v, config.reactors); }},
         {"--dual-stack", false, "one IPv6 socket that takes IPv4 too", [&](const char*) { return config.dual_stack = true; }},
         {"--reuse-port", false, "a listener per reactor, no acceptor thread", [&](const char*) { return config.reuse_port = true; }},
@@ -70,6 +87,8 @@ inline std::optional<zerg::server_config> parse_options(int argc, char** argv, s
          [&](const char* v) { return millis(v, config.read_timeout); }},
         {"--write-timeout-ms", true, "close when queued output makes no progress this long (0: never)",
          [&](const char* v) { return millis(v, config.write_timeout); }},
+        {"--connect-timeout-ms", true, "outbound connects fail after this long (0: the kernel's retries)",
+         [&](const char* v) { return millis(v, config.connect_timeout); }},
         {"--stop-deadline-ms", true, "graceful stop limit", [&](const char* v) { return millis(v, config.stop_deadline); }},
         {"--max-wait-ms", true, "longest single sleep (0: until a completion)", [&](const char* v) { return millis(v, config.max_wait); }},
     };

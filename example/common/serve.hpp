@@ -16,6 +16,7 @@
 #include <exception>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace example {
 
@@ -26,9 +27,11 @@ struct no_prepare {
 
 // `prepare(server)` runs once the server exists and before it starts (so
 // before any reactor thread): where an example keeps a pointer to it.
+// `extra` are the example's own flags (options.hpp).
 template <class Reactor, class Prepare = no_prepare>
-int serve(int argc, char** argv, typename Reactor::handler_type handler = {}, Prepare prepare = {}) {
-    auto config = parse_options(argc, argv);
+int serve(int argc, char** argv, typename Reactor::handler_type handler = {}, Prepare prepare = {},
+          std::vector<extra_option> extra = {}) {
+    auto config = parse_options(argc, argv, std::move(extra));
     if (!config) return 2;
     // The library prints nothing itself: its reports come here.
     config->on_error = [program = argv[0]](const zerg::error_report& r) {

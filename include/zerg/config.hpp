@@ -57,6 +57,10 @@ struct server_config {
     std::chrono::milliseconds idle_timeout{60'000};   // no byte in or out for this long
     std::chrono::milliseconds read_timeout{10'000};   // a partial message waits this long for the rest
     std::chrono::milliseconds write_timeout{60'000};  // queued output makes no progress for this long
+    // An outbound connection (basic_reactor::connect) that has not
+    // connected after this long fails with ETIMEDOUT (a linked timeout on
+    // the connect, 5.5). 0 = the kernel's own SYN retries (about 2 min).
+    std::chrono::milliseconds connect_timeout{10'000};
     // Told about what the library would otherwise keep to itself: a
     // handler's exception, a reactor's failure, accept back-off, fallbacks
     // at start. Empty: nothing is reported (server::wait() still tells).

@@ -11,6 +11,7 @@
 
 #include <zerg/buffer_sequence.hpp>
 #include <zerg/buffer_writer.hpp>
+#include <zerg/connection_handle.hpp>
 #include <zerg/detail/connection_phase.hpp>
 #include <zerg/detail/deadlines.hpp>
 #include <zerg/detail/send_path.hpp>
@@ -119,6 +120,30 @@ public:
 
     std::size_t queued_bytes() const noexcept { return send_.size(); }
 
+    // ---- outbound connections and handles (doc/outbound.md) -------------------
+    // This connection's name for other threads and for later callbacks.
+    connection_handle handle() const noexcept {
+        return {access_->index, slot_, access_->generation(access_->reactor, slot_)};
+    }
+    // The connection `h` names, if it is still open on this reactor; null
+    // when it closed, its slot was reused, or it belongs to another reactor.
+    connection* find(connection_handle h) noexcept { return access_->find(access_->reactor, h); }
+    // Opens a TCP connection to `to` (IPv4 or IPv6) from this connection's
+    // reactor: basic_reactor::connect(). The new connection takes write()s
+    // at once (they are sent once it connects); the handler sees it in
+    // on_open, or in on_connect_error when it cannot connect. Null with
+    // `ec` set when it cannot even start (no free slot, the reactor stops).
+    connection* connect(const endpoint& to, std::error_code& ec) { return access_->connect(access_->reactor, to, ec); }
+    // Opened by connect() (not accepted).
+    bool outbound() const noexcept { return outbound_; }
+    // connect() has not completed yet.
+    bool connecting() const noexcept { return connecting_; }
+    // The bytes written here come from `source` (a relay): when this
+    // connection's queue passes max_write_queue, reading pauses on
+    // `source` instead of on this connection, and resumes at half. Without
+    // it a relay would stop reading the side whose answers unblock it.
+    void throttle(connection_handle source) noexcept { throttle_ = source; }
+
     // A writer over this connection's outbound queue (see buffer_writer.hpp).
     buffer_writer<connection> writer() noexcept { return buffer_writer<connection>(*this); }
 
@@ -190,7 +215,9 @@ public:
     }
     // Sends what is queued, then shuts down the sending side (the peer sees
     // EOF) and keeps reading until the peer closes too.
+    // After the peer's EOF (on_peer_shutdown) both sides are done: it closes.
     void shutdown() noexcept {
+        if (life_.now == detail::phase::read_shut) return close();
         if (life_.now != detail::phase::open) return;
         life_.move_to(detail::phase::half_closing);
         mark_for_work();
@@ -228,6 +255,12 @@ private:
     task task_;
     detail::deadline_marks marks_;
     state_type state_{};
+    detail::reactor_access<connection>* access_ = nullptr;
+    endpoint remote_;             // an outbound connection's target: read by the kernel until connected
+    connection_handle throttle_;  // pause this one's reading instead of ours (throttle())
+    bool outbound_ = false;
+    bool connecting_ = false;
+    bool connect_in_kernel_ = false;  // the connect SQE has not completed
 };
 
 }  // namespace zerg

@@ -26,6 +26,7 @@
 #include <concepts>
 #include <cstddef>
 #include <span>
+#include <system_error>
 
 namespace zerg {
 
@@ -51,6 +52,21 @@ concept handler_has_on_open = requires(H h, connection<H>& c) { h.on_open(c); };
 template <class H>
 concept handler_has_on_close = requires(H h, connection<H>& c, close_reason r) { h.on_close(c, r); };
 
+// An outbound connection that could not connect (ECONNREFUSED,
+// ENETUNREACH, ETIMEDOUT after server_config::connect_timeout, or
+// operation_canceled when it was closed or the reactor stopped first).
+// Called instead of on_open and on_close. Without it, on_close is called
+// with the error.
+template <class H>
+concept handler_has_on_connect_error = requires(H h, connection<H>& c, std::error_code e) { h.on_connect_error(c, e); };
+
+// The peer shut its sending side (EOF) while this side may still write:
+// with this hook the connection stays open for writing until the handler
+// calls close() (or shutdown(), which then closes). Without it an EOF
+// flushes what is queued and closes.
+template <class H>
+concept handler_has_on_peer_shutdown = requires(H h, connection<H>& c) { h.on_peer_shutdown(c); };
+
 // Spelled out so that a handler that misses the concept gets a sentence
 // rather than a page of substitution failures.
 template <class H>
@@ -72,6 +88,10 @@ constexpr bool check_handler() {
                   "zerg: a Handler's on_open must be `void on_open(zerg::connection<Handler>&)`");
     static_assert(!requires { &H::on_close; } || handler_has_on_close<H>,
                   "zerg: a Handler's on_close must be `void on_close(zerg::connection<Handler>&, zerg::close_reason)`");
+    static_assert(!requires { &H::on_connect_error; } || handler_has_on_connect_error<H>,
+                  "zerg: a Handler's on_connect_error must be `void on_connect_error(zerg::connection<Handler>&, std::error_code)`");
+    static_assert(!requires { &H::on_peer_shutdown; } || handler_has_on_peer_shutdown<H>,
+                  "zerg: a Handler's on_peer_shutdown must be `void on_peer_shutdown(zerg::connection<Handler>&)`");
     return true;
 }
 

@@ -25,18 +25,22 @@
 // to zero after the close, so no CQE can reach the slot's next connection.
 //
 // Thread-safety is given per member below: most belong to the reactor
-// thread; hand_over() to the Queue policy's producers; request_stop() and
-// counters() to any thread.
+// thread; hand_over() to the Queue policy's producers; request_stop(),
+// counters() and post() (with write() and close() through a handle) to
+// any thread. Outbound connections and posted work are defined in
+// impl/reactor_outbound.hpp.
 #pragma once
 
 #include <zerg/address.hpp>
 #include <zerg/buffer_sequence.hpp>
 #include <zerg/config.hpp>
 #include <zerg/connection.hpp>
+#include <zerg/connection_handle.hpp>
 #include <zerg/counters.hpp>
 #include <zerg/detail/connection_phase.hpp>
 #include <zerg/detail/deadlines.hpp>
 #include <zerg/detail/multishot_accept.hpp>
+#include <zerg/detail/posted_work.hpp>
 #include <zerg/error.hpp>
 #include <zerg/handler.hpp>
 #include <zerg/policy/buffer.hpp>
@@ -45,6 +49,7 @@
 #include <zerg/reactor_options.hpp>
 #include <zerg/task.hpp>
 #include <zerg/uring/operations.hpp>
+#include <zerg/uring/hidden_features.hpp>
 #include <zerg/uring/ring.hpp>
 #include <zerg/uring/user_data.hpp>
 
@@ -141,6 +146,69 @@ public:
     // Before setup(), the controlling thread.
     void use_listener_port(std::uint16_t port) noexcept { config_.port = port; }
 
+    // ---- outbound connections, handles, posted work (doc/outbound.md) ------
+    // Reactor thread (a handler, or a callable given to post()): opens a TCP
+    // connection to `to`, IPv4 or IPv6, with socket (IORING_OP_SOCKET, 5.19;
+    // socket(2) before) and connect (5.5) through the ring. Returns the new
+    // connection at once: it takes write()s, sent once it connects; the
+    // handler sees it in on_open when it connects, or in on_connect_error
+    // when it cannot (refused, unreachable, server_config::connect_timeout).
+    // It shares max_connections with accepted ones. Null, with `ec` set,
+    // when the table is full (ENOBUFS), the reactor stops (ECANCELED) or
+    // socket(2) fails.
+    connection_type* connect(const endpoint& to, std::error_code& ec);
+    // Reactor thread: the open connection `h` names, or null when it closed,
+    // its slot was reused or it is another reactor's.
+    connection_type* find(connection_handle h) noexcept;
+    // Any thread: runs `f(*this)` on the reactor thread at the start of its
+    // next loop iteration (waking it if it sleeps); what one thread posts
+    // runs in order. False when the reactor does not run (before setup(),
+    // after run() returned): `f` is dropped. An exception from `f` is
+    // reported (error_report::kind::handler_exception) and the loop goes
+    // on. Costs one allocation and, if the reactor sleeps, one eventfd write.
+    template <class F>
+    bool post(F&& f) {
+        if (!accepting_posts_.load(std::memory_order_acquire)) return false;
+        posted_.push(new detail::posted_call<basic_reactor, std::decay_t<F>>(std::forward<F>(f)));
+        inbox_.wake();
+        return true;
+    }
+    // Any thread: queues a copy of `bytes` on the connection `h` names, on
+    // the reactor thread. `done(std::error_code)` runs there: empty when
+    // queued, ENOTCONN when that connection is gone (closed, or its slot
+    // now holds another: never written to the wrong peer). False as post().
+    template <class Done = detail::ignore_result>
+    bool write(connection_handle h, std::span<const std::byte> bytes, Done done = {}) {
+        return post([h, data = std::vector<std::byte>(bytes.begin(), bytes.end()), done = std::move(done)](
+                        basic_reactor& r) mutable {
+            connection_type* c = r.find(h);
+            if (c && c->life_.accepts_writes()) {
+                c->write(data);
+                done(std::error_code{});
+            } else {
+                r.handle_refusals_.fetch_add(1, std::memory_order_relaxed);
+                done(std::make_error_code(std::errc::not_connected));
+            }
+        });
+    }
+    // Any thread: close() on the connection `h` names (queued output is
+    // sent first), on the reactor thread; `done` as for write().
+    template <class Done = detail::ignore_result>
+    bool close(connection_handle h, Done done = {}) {
+        return post([h, done = std::move(done)](basic_reactor& r) mutable {
+            if (connection_type* c = r.find(h)) {
+                c->close();
+                done(std::error_code{});
+            } else {
+                r.handle_refusals_.fetch_add(1, std::memory_order_relaxed);
+                done(std::make_error_code(std::errc::not_connected));
+            }
+        });
+    }
+    // Any thread: writes and closes through a handle refused because its
+    // connection was gone.
+    std::uint64_t handle_refusals() const noexcept { return handle_refusals_.load(std::memory_order_relaxed); }
+
     static std::string policy_names() {
         return std::string(Buffer::name) + "/" + Queue::name + "/" + Submission::name;
     }
@@ -157,6 +225,9 @@ private:
         op_handoff,
         op_accept,
         op_accept_retry,
+        op_socket,           // an outbound connection's socket (5.19)
+        op_connect,          // its connect
+        op_connect_timeout,  // the connect's linked timeout
     };
     static constexpr std::uint32_t no_slot = 0xffffffffu;
     using phase = detail::phase;
@@ -175,6 +246,17 @@ private:
     }
 
     void open(int fd);
+    void start_connect(connection_type& c, int fd);
+    void on_socket(connection_type& c, const io_uring_cqe& cqe);
+    void on_connect(connection_type& c, const io_uring_cqe& cqe);
+    void end_connect(connection_type& c, std::error_code why);
+    // Whose reading pauses when c's output is over its limit (throttle()).
+    connection_type& source_of(connection_type& c) noexcept {
+        if (!c.throttle_.valid()) return c;
+        connection_type* t = find(c.throttle_);
+        return t ? *t : c;
+    }
+    void run_posted();
     void dispatch(const io_uring_cqe& cqe);
     void on_recv(connection_type& c, const io_uring_cqe& cqe);
     void on_send(connection_type& c, const io_uring_cqe& cqe);
@@ -263,6 +345,13 @@ private:
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> hurry_{false};
     std::atomic<bool> failed_{false};
+    // Outbound connections and posted work (doc/outbound.md).
+    detail::reactor_access<connection_type> access_;
+    detail::posted_work posted_;
+    std::atomic<bool> accepting_posts_{false};
+    std::atomic<std::uint64_t> handle_refusals_{0};
+    bool ring_socket_ = false;             // IORING_OP_SOCKET (5.19), else socket(2)
+    __kernel_timespec connect_timeout_{};  // the connects' linked timeout; read by the kernel at submit
 };
 
 // The short form: zerg::reactor<my_handler> with every default, or any
@@ -304,6 +393,7 @@ void basic_reactor<B, Q, S, H>::setup() {
         // added SEND_ZC in the same release, so its opcode tells.
         io_uring_probe* probe = io_uring_get_probe_ring(ring_->native());
         bool recent = probe && io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
+        ring_socket_ = probe && io_uring_opcode_supported(probe, IORING_OP_SOCKET) && !uring::is_hidden(uring::feature::ring_socket);
         if (probe) io_uring_free_probe(probe);
         if (!recent)
             throw std::system_error(std::make_error_code(std::errc::function_not_supported),
@@ -326,6 +416,15 @@ void basic_reactor<B, Q, S, H>::setup() {
     if (config_.max_connections == 0)
         throw std::system_error(std::make_error_code(std::errc::invalid_argument), "zerg: max_connections must be positive");
     generations_.emplace(config_.max_connections);
+    access_.reactor = this;
+    access_.index = index_;
+    access_.generation = [](void* r, std::uint32_t slot) noexcept {
+        return static_cast<basic_reactor*>(r)->generations_->generation(slot);
+    };
+    access_.find = [](void* r, connection_handle h) noexcept { return static_cast<basic_reactor*>(r)->find(h); };
+    access_.connect = [](void* r, const endpoint& to, std::error_code& ec) { return static_cast<basic_reactor*>(r)->connect(to, ec); };
+    connect_timeout_ = uring::to_timespec(config_.connect_timeout);
+    if (!ring_socket_) fallbacks_.push_back("outbound: IORING_OP_SOCKET (5.19) not available; connect() makes its socket with socket(2)");
     chunks_.reserve((config_.max_connections + chunk_slots - 1) / chunk_slots);
     grow_table();
 
@@ -342,6 +441,7 @@ void basic_reactor<B, Q, S, H>::setup() {
         accept_.arm(*ring_);
     }
     ring_->submit();
+    accepting_posts_.store(true, std::memory_order_release);
 }
 
 // ---- the loop -------------------------------------------------------------
@@ -372,6 +472,8 @@ void basic_reactor<B, Q, S, H>::fail(std::exception_ptr why) noexcept {
     for (int fd : waiting_) ::close(fd);
     waiting_.clear();
     inbox_.drain([](int fd) { ::close(fd); });
+    accepting_posts_.store(false, std::memory_order_release);
+    posted_.discard();
     if (listener_ >= 0) {
         ::close(listener_);
         listener_ = -1;
@@ -456,6 +558,7 @@ bool basic_reactor<B, Q, S, H>::grow_table() {
         c.work_ = &work_;
         c.pool_ = &pool_;
         c.input_.bind(&release_buffer, this);
+        c.access_ = &access_;
         free_.push_back(c);
     }
     slots_ += n;
@@ -473,6 +576,7 @@ void basic_reactor<B, Q, S, H>::loop() {
         counters_.loop_iterations.add();
         now_ = std::chrono::steady_clock::now();  // the deadlines' clock and the iteration's start
         inbox_.drain(on_fd);
+        run_posted();
         unsigned reaped = ring_->for_each_completion(on_cqe, config_.completion_batch);
         counters_.completions.add(reaped);
         if (deadlines_.enabled())
@@ -486,6 +590,8 @@ void basic_reactor<B, Q, S, H>::loop() {
             std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - now_).count()));
         wait(reaped);
     }
+    accepting_posts_.store(false, std::memory_order_release);
+    posted_.discard();  // posted after the last iteration: freed, not run
     ring_->submit();
     // Let go of the port and the kernel resources now, not when the reactor
     // object dies: after stop() nothing should still accept connections.
@@ -550,7 +656,7 @@ void basic_reactor<B, Q, S, H>::wait(unsigned reaped) {
         ring_->submit_and_get_events();
         return;
     }
-    if (!stopping_ && stop_requested_.load(std::memory_order_seq_cst)) {
+    if ((!stopping_ && stop_requested_.load(std::memory_order_seq_cst)) || !posted_.empty()) {
         inbox_.awake();
         ring_->submit_and_get_events();
         return;
@@ -613,6 +719,12 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
             break;
         case op_send:
             on_send(c, cqe);
+            break;
+        case op_socket:
+            on_socket(c, cqe);
+            break;
+        case op_connect:
+            on_connect(c, cqe);
             break;
         default:  // cancel, close, shutdown: only their arrival matters
             --c.pending_;
@@ -766,10 +878,11 @@ void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& 
         // runs on (read() now says closed) and its return drains.
         c.life_.move_to(read_state::stopped);
         if (c.life_.is_open()) {
-            if (coroutine_handler<H> && c.life_.now == phase::open) {
+            if ((coroutine_handler<H> || handler_has_on_peer_shutdown<H>) && c.life_.now == phase::open) {
                 c.life_.move_to(phase::read_shut);
                 if constexpr (coroutine_handler<H>)
                     if (c.reader_) resume(c, c.reader_);
+                if constexpr (handler_has_on_peer_shutdown<H>) guarded(c, [&] { handler_.on_peer_shutdown(c); });
             } else {
                 c.life_.move_to(phase::draining);
             }
@@ -791,7 +904,8 @@ void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& cqe) {
     --c.pending_;
-    bool paused = c.life_.read == read_state::paused || c.life_.read == read_state::cancelling;
+    connection_type& source = source_of(c);  // c itself unless it relays (throttle())
+    bool paused = source.life_.read == read_state::paused || source.life_.read == read_state::cancelling;
     detail::send_outcome sent = c.send_.complete(cqe.res, pool_, paused, config_.max_write_queue);
     if (c.life_.torn_down()) {  // aborted meanwhile: nothing more to send or time
         finish_if_done(c);
@@ -801,7 +915,10 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
         abort(c, uring::result_error(cqe.res));  // EPIPE, ECONNRESET: the peer is gone
     } else {
         counters_.bytes_out.add(static_cast<std::uint64_t>(cqe.res));
-        if (sent.resume_reading && !input_over(c)) resume_reading(c);
+        if (sent.resume_reading && !input_over(source)) {
+            resume_reading(source);
+            source.mark_for_work();
+        }
         deadlines_.output(c, !c.send_.empty(), sent.progressed, now_);
         c.mark_for_work();
         if constexpr (coroutine_handler<H>)
@@ -815,10 +932,17 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
     if (c.life_.torn_down()) return;
+    if (c.connecting_) {  // writes wait for the connect; a close() now ends it
+        if (c.life_.now == phase::draining)
+            end_connect(c, std::make_error_code(std::errc::operation_canceled));
+        else if (c.send_.over(config_.max_write_queue))
+            pause_reading(source_of(c));
+        return;
+    }
     if (c.send_.ready()) submit(c, op_send, [&](io_uring_sqe* s) { c.send_.prepare_send(s, c.fd_); });
     deadlines_.output(c, !c.send_.empty(), false, now_);
     if (c.send_.over(config_.max_write_queue) || input_over(c)) {
-        pause_reading(c);
+        pause_reading(input_over(c) ? c : source_of(c));
     } else if constexpr (keeps_input) {
         // Paused for input (a busy coroutine held too much): read again
         // once it consumed down to half, unless output holds it back.
@@ -903,6 +1027,11 @@ void basic_reactor<B, Q, S, H>::abort(connection_type& c, std::error_code why) {
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::begin_teardown(connection_type& c) {
     if (c.life_.torn_down()) return;
+    if (c.connecting_) return end_connect(c, std::make_error_code(std::errc::operation_canceled));
+    if (connection_type& source = source_of(c); &source != &c) {  // a relay's source reads again
+        resume_reading(source);
+        source.mark_for_work();
+    }
     bool in_kernel = c.life_.recv_in_kernel() || c.send_.in_flight();
     if (c.life_.read == read_state::starved) starved_.erase(starved_.iterator_to(c));
     c.life_.move_to(phase::tearing_down);
@@ -926,6 +1055,11 @@ template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
     if (c.pending_ != 0) return;
     if (c.life_.now == phase::tearing_down) {
+        if (c.fd_ < 0) {  // an outbound connection whose socket never came
+            c.life_.move_to(phase::closing);
+            release_slot(c);
+            return;
+        }
         // Every operation on the socket has reported back; close it.
         submit(c, op_close, [&](io_uring_sqe* s) { uring::prep_close(s, c.fd_); });
         c.life_.move_to(phase::closing);
@@ -943,6 +1077,8 @@ void basic_reactor<B, Q, S, H>::release_slot(connection_type& c) {
     c.input_.release_memory();  // a large spill is not kept for the slot's next connection
     deadlines_.forget(c);
     c.fd_ = -1;
+    c.outbound_ = c.connecting_ = c.connect_in_kernel_ = false;
+    c.throttle_ = {};
     generations_->retire(c.slot_);
     if (c.in_work_list()) work_.erase(work_.iterator_to(c));
     live_.erase(live_.iterator_to(c));
@@ -975,3 +1111,5 @@ void basic_reactor<B, Q, S, H>::begin_stop() {
 }
 
 }  // namespace zerg
+
+#include <zerg/impl/reactor_outbound.hpp>

@@ -7,24 +7,30 @@
 //
 // start() and stop() are for one controlling thread; counters() may be read
 // from any thread at any time; wait_for_failure(), failure() and
-// hurry_stop() may be called from any thread.
+// hurry_stop() may be called from any thread; post(), write() and close()
+// (doc/outbound.md) from any thread between start() and stop().
 #pragma once
 
 #include <zerg/acceptor.hpp>
 #include <zerg/address.hpp>
 #include <zerg/config.hpp>
+#include <zerg/connection_handle.hpp>
 #include <zerg/counters.hpp>
+#include <zerg/detail/posted_work.hpp>
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <condition_variable>
 #include <exception>
 #include <future>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -156,6 +162,33 @@ public:
         std::unique_lock lock(failure_mutex_);
         failed_.wait_for(lock, timeout, [this] { return failure_ != nullptr || stopping_; });
         return failure_ != nullptr;
+    }
+
+    // ---- work from other threads (doc/outbound.md) ------------------------
+    // Any thread, between start() and stop(): runs `f(reactor&)` on reactor
+    // `reactor`'s thread (e.g. reactor.connect(...)). False when there is no
+    // such reactor or it does not run.
+    template <class F>
+    bool post(std::size_t reactor, F&& f) {
+        return reactor < reactors_.size() && reactors_[reactor]->post(std::forward<F>(f));
+    }
+    // Any thread, between start() and stop(): queues a copy of `bytes` on the
+    // connection `h` names, on its reactor. Empty when posted; then
+    // `done(std::error_code)` runs on that reactor: empty when queued,
+    // ENOTCONN when that connection is gone (never another peer's). EINVAL
+    // for a handle of no reactor here, ESHUTDOWN when that reactor no longer runs.
+    template <class Done = detail::ignore_result>
+    std::error_code write(connection_handle h, std::span<const std::byte> bytes, Done done = {}) {
+        if (h.reactor >= reactors_.size()) return std::make_error_code(std::errc::invalid_argument);
+        if (!reactors_[h.reactor]->write(h, bytes, std::move(done))) return {ESHUTDOWN, std::system_category()};
+        return {};
+    }
+    // As write(), for close(): queued output is sent, then the connection closes.
+    template <class Done = detail::ignore_result>
+    std::error_code close(connection_handle h, Done done = {}) {
+        if (h.reactor >= reactors_.size()) return std::make_error_code(std::errc::invalid_argument);
+        if (!reactors_[h.reactor]->close(h, std::move(done))) return {ESHUTDOWN, std::system_category()};
+        return {};
     }
 
     std::uint16_t port() const noexcept { return bound_.port(); }

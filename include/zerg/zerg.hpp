@@ -5,6 +5,7 @@
 #include <zerg/address.hpp>
 #include <zerg/config.hpp>
 #include <zerg/connection.hpp>
+#include <zerg/connection_handle.hpp>
 #include <zerg/counters.hpp>
 #include <zerg/handler.hpp>
 #include <zerg/policy/buffer.hpp>
