@@ -8,7 +8,8 @@
 //   bin/zerg-bench --quick         seconds; checks that everything runs and verifies
 //   bin/zerg-bench --instructions  adds user-space instructions per message (callgrind,
 //                                  lock-step: 64 connections x 16 and 8 x 1)
-//   bin/zerg-bench --proxy         adds echo through bin/proxy and through HAProxy (mode tcp)
+//   bin/zerg-bench --no-proxy      leaves out echo through bin/proxy and HAProxy (mode tcp);
+//                                  --quick --proxy puts it in
 //   bin/zerg-bench --help          every option
 //   bin/zerg-bench > results.txt   tables to the file, progress on stderr
 //
@@ -65,7 +66,7 @@ struct options {
     std::chrono::milliseconds duration{4000};
     std::chrono::milliseconds warmup{500};
     bool instructions = false;
-    bool proxy = false;  // --proxy: echo through bin/proxy and through HAProxy
+    bool proxy = true;  // echo through bin/proxy and through HAProxy (--no-proxy; --quick leaves it out)
     bool memory = true;
     bool http = true;
     bool perf = true;
@@ -942,7 +943,7 @@ void usage() {
         "usage: zerg-bench [--quick] [--instructions] [--no-memory] [--no-http] [--no-perf]\n"
         "                  [--duration MS] [--warmup MS] [--repetitions N] [--connections N]\n"
         "                  [--size BYTES] [--depth N] [--reactors N] [--only NAME,NAME]\n"
-        "                  [--sizes 64,4k,64k,1m|none] [--sweep-duration MS] [--proxy]\n"
+        "                  [--sizes 64,4k,64k,1m|none] [--sweep-duration MS] [--proxy|--no-proxy]\n"
         "                  [--csv FILE] [--svg FILE] [--list]\n");
 }
 
@@ -968,6 +969,7 @@ int main(int argc, char** argv) {
             o.connections = 16;
             o.memory = false;
             o.sizes = {64 * 1024, 1024 * 1024};
+            o.proxy = false;
         } else if (a == "--instructions") o.instructions = true;
         else if (a == "--sizes") o.sizes = parse_sizes(next());
         else if (a == "--sweep-duration") o.sweep_duration = std::chrono::milliseconds(std::stoi(next()));
@@ -975,6 +977,7 @@ int main(int argc, char** argv) {
         else if (a == "--no-http") o.http = false;
         else if (a == "--no-perf") o.perf = false;
         else if (a == "--proxy") o.proxy = true;
+        else if (a == "--no-proxy") o.proxy = false;
         else if (a == "--duration") o.duration = std::chrono::milliseconds(std::stoi(next()));
         else if (a == "--warmup") o.warmup = std::chrono::milliseconds(std::stoi(next()));
         else if (a == "--repetitions") o.repetitions = static_cast<unsigned>(std::stoi(next()));
