@@ -302,10 +302,7 @@ void basic_reactor<B, Q, S, H>::setup() {
     {
         // Multishot receive (6.0) has no fallback in the reactor; the kernel
         // added SEND_ZC in the same release, so its opcode tells.
-        io_uring_probe* probe = io_uring_get_probe_ring(ring_->native());
-        bool recent = probe && io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
-        if (probe) io_uring_free_probe(probe);
-        if (!recent)
+        if (!ring_->supports_opcode(IORING_OP_SEND_ZC))
             throw std::system_error(std::make_error_code(std::errc::function_not_supported),
                                     "zerg::basic_reactor needs Linux 6.0 or newer (multishot receive with provided "
                                     "buffers); bin/uring-info shows what this kernel has");

@@ -139,11 +139,9 @@ inline kernel_support probe_kernel() {
         if (detail::try_setup(8, params) == 0) out.setup_flags |= trial.flag;
     }
 
-    if (io_uring_probe* p = io_uring_get_probe_ring(r.native())) {
-        out.last_opcode = p->last_op;
-        for (unsigned i = 0; i < p->ops_len && i < 256; ++i)
-            if (p->ops[i].flags & IO_URING_OP_SUPPORTED) out.opcodes.set(p->ops[i].op);
-        io_uring_free_probe(p);
+    if (auto ops = r.probe_opcodes(); ops.probed) {
+        out.last_opcode = ops.last_op;
+        out.opcodes = ops.ops;
     }
     if (is_hidden(feature::msg_ring)) out.opcodes.reset(IORING_OP_MSG_RING);
     if (is_hidden(feature::ring_socket_ops)) {
@@ -158,11 +156,9 @@ inline kernel_support probe_kernel() {
             std::error_code sqe_error;
             if (io_uring_sqe* sqe = r.get_sqe(sqe_error)) {
                 prep_getsockopt(sqe, fd, SOL_SOCKET, SO_TYPE, &type, sizeof type);
-                io_uring_cqe* cqe = nullptr;
-                if (io_uring_submit_and_wait(r.native(), 1) >= 0 && io_uring_peek_cqe(r.native(), &cqe) == 0) {
-                    out.socket_commands = cqe->res >= 0 && type == SOCK_STREAM;
-                    io_uring_cqe_seen(r.native(), cqe);
-                }
+                if (r.submit_and_wait(1) >= 0)
+                    r.for_each_completion(
+                        [&](const io_uring_cqe& cqe) { out.socket_commands = cqe.res >= 0 && type == SOCK_STREAM; }, 1);
             }
             ::close(fd);
         }
