@@ -40,6 +40,13 @@ struct kernel_support {
     // Socket commands through IORING_OP_URING_CMD (setsockopt/getsockopt,
     // 6.7): tried for real, since the opcode itself dates from 5.19.
     bool socket_commands = false;
+    // Ring features zerg's own mapping makes usable, each tried on a real
+    // ring (a hidden one counts as missing):
+    bool no_mmap = false;       // rings in user memory (NO_MMAP, 6.5)
+    bool min_timeout = false;   // min_wait_usec honoured (FEAT_MIN_TIMEOUT, 6.12)
+    bool wait_region = false;   // registered wait argument (6.13)
+    bool resize_rings = false;  // CQ resize (IORING_REGISTER_RESIZE_RINGS, 6.13)
+    bool napi = false;          // NAPI busy-poll registration (6.9)
 
     bool supports(std::uint8_t op) const noexcept { return opcodes.test(op); }
     bool accepts(unsigned setup_flag) const noexcept { return (setup_flags & setup_flag) == setup_flag; }
@@ -162,6 +169,23 @@ inline kernel_support probe_kernel() {
             }
             ::close(fd);
         }
+    }
+
+    {
+        ring_options modern;  // the defaults, plus the opt-in features
+        modern.entries = 8;
+        modern.no_mmap = true;
+        modern.napi_busy_poll_us = 1;
+        modern.min_wait = std::chrono::microseconds(1);
+        ring m(modern, ec);
+        if (!ec) {
+            out.no_mmap = m.user_memory();
+            out.min_timeout = m.min_timeout();
+            out.wait_region = m.wait_region();
+            out.resize_rings = m.can_resize_cq();
+            out.napi = m.napi_registered();
+        }
+        ec.clear();
     }
 
     buffer_ring_options small;
