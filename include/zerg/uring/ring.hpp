@@ -61,13 +61,14 @@ struct ring_options {
     bool wait_region = true;
     // 6.13: when the kernel reports a CQ overflow, grow the CQ (doubling)
     // up to this many entries; 0 = four times the initial CQ. Needs
-    // DEFER_TASKRUN; otherwise overflowed CQEs are drained by the next wait.
+    // DEFER_TASKRUN and NO_SQARRAY; otherwise overflowed CQEs are drained
+    // by the next wait.
     unsigned cq_max_entries = 0;
     bool resize_cq_on_overflow = true;
     // 6.9: NAPI busy polling of the sockets' receive queues for this many
     // µs per wait, 0 = off. Only pays on real NICs (nothing on loopback).
     unsigned napi_busy_poll_us = 0;
-    bool napi_prefer_busy_poll = false;  // keep busy polling even when traffic slows (prefer_busy_poll)
+    bool napi_prefer_busy_poll = false;  // NIC interrupts stay deferred while the ring busy-polls
     // 6.12: what submit_and_wait_batch() gives a batch to fill once the
     // first completion is there, 0 = wake at the first. Reported as a
     // fallback when set and the kernel lacks IORING_FEAT_MIN_TIMEOUT.
@@ -123,13 +124,6 @@ inline int try_setup(unsigned entries, io_uring_params params) noexcept {
     return 0;
 }
 
-// Which opcodes the kernel knows (IORING_REGISTER_PROBE, 5.6).
-struct opcode_support {
-    bool probed = false;
-    unsigned last_op = 0;
-    std::bitset<256> ops;
-    bool supports(unsigned op) const noexcept { return op < 256 && ops.test(op); }
-};
 
 inline std::uint32_t next_pow2(std::uint32_t v) noexcept {
     std::uint32_t p = 1;
@@ -138,6 +132,14 @@ inline std::uint32_t next_pow2(std::uint32_t v) noexcept {
 }
 
 }  // namespace detail
+
+// Which opcodes the kernel knows (IORING_REGISTER_PROBE, 5.6).
+struct opcode_support {
+    bool probed = false;  // the kernel answered the probe
+    unsigned last_op = 0;
+    std::bitset<256> ops;
+    bool supports(unsigned op) const noexcept { return op < 256 && ops.test(op); }
+};
 
 class ring {
 public:
@@ -201,8 +203,8 @@ public:
     }
 
     // Which opcodes the running kernel knows (IORING_REGISTER_PROBE, 5.6).
-    detail::opcode_support probe_opcodes() const noexcept {
-        detail::opcode_support out;
+    opcode_support probe_opcodes() const noexcept {
+        opcode_support out;
         constexpr unsigned n = 256;
         alignas(io_uring_probe) unsigned char buf[sizeof(io_uring_probe) + n * sizeof(io_uring_probe_op)] = {};
         auto* p = reinterpret_cast<io_uring_probe*>(buf);
@@ -482,7 +484,7 @@ private:
     io_uring_sqe* get_sqe_slow(std::error_code& ec) noexcept;
     unsigned choose_flags(const ring_options& options, io_uring_params& params);
     int create(unsigned entries, io_uring_params& params, bool user_memory);
-    void setup_wait_region(const ring_options& options);
+    void setup_wait_region();
     void setup_napi(const ring_options& options);
     void on_overflow() noexcept;
     void close() noexcept {
@@ -639,7 +641,7 @@ inline int ring::create(unsigned entries, io_uring_params& params, bool user_mem
 // One page of wait arguments registered with the kernel (6.13), so a wait
 // with a timeout or min_wait passes an offset instead of a struct the kernel
 // copies in. Registration is only allowed while the ring is disabled.
-inline void ring::setup_wait_region(const ring_options&) {
+inline void ring::setup_wait_region() {
     const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     void* m = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (m == MAP_FAILED) {
@@ -800,7 +802,7 @@ inline std::error_code ring::init(const ring_options& options) {
 
     if (region) {
         if (features_ & IORING_FEAT_EXT_ARG)
-            setup_wait_region(options);
+            setup_wait_region();
         else
             note(feature::wait_region, 0, "no EXT_ARG waits to register");
         if (!options.start_disabled) {
