@@ -275,7 +275,7 @@ public:
         if (!min_timeout_ || min_wait.count() <= 0)
             return timeout.count() > 0 ? submit_and_wait_for(1, timeout) : std::min(submit_and_wait(1), 0);
         auto usec = static_cast<std::uint32_t>(std::min<std::int64_t>(min_wait.count(), UINT32_MAX));
-        return wait_ext(wait_nr, timeout.count() > 0 ? &timeout : nullptr, usec);
+        return wait_ext(std::max(wait_nr, 1u), timeout.count() > 0 ? &timeout : nullptr, usec);
     }
 
     // submit_and_wait_min() with ring_options::min_wait.
