@@ -49,7 +49,7 @@ struct ring_options {
     bool coop_taskrun = true;      // 5.19: no IPI to the task; used when DEFER_TASKRUN is not
     bool submit_all = true;        // 5.18: one failing SQE does not stop the rest of the batch
     bool no_sqarray = true;        // 6.6: no SQ index array: the kernel reads SQEs in ring order
-    bool no_mmap = false;          // 6.5: rings in memory zerg allocates (small rings only, see ring_memory.hpp)
+    bool no_mmap = false;          // 6.5: rings in memory zerg allocates (see ring_memory.hpp)
     bool register_ring_fd = true;  // 5.18: io_uring_enter without fdget/fdput
     bool sqpoll = false;           // kernel thread polls the SQ: submit without a syscall
     int sqpoll_cpu = -1;           // >= 0: pin that thread there (SQ_AFF)
@@ -775,7 +775,7 @@ inline std::error_code ring::init(const ring_options& options) {
     res = create(options.entries, params, user_memory);
     if (res < 0 && user_memory) {
         note(feature::no_mmap, -res,
-             "kernel refused rings in user memory (NO_MMAP needs 6.5; before 6.13 each part must fit one page): "
+             "kernel refused rings in user memory (NO_MMAP needs 6.5; early ones take one page per part): "
              "kernel-allocated rings, mapped");
         res = create(options.entries, params, false);
     }

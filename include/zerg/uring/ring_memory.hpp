@@ -7,9 +7,10 @@
 //    IORING_OFF_CQ_RING (one mapping with IORING_FEAT_SINGLE_MMAP, 5.4) and
 //    IORING_OFF_SQES: the default;
 //  - IORING_SETUP_NO_MMAP (6.5): we allocate it first and hand the kernel
-//    its address (sq_off.user_addr, cq_off.user_addr). Before 6.13 the kernel
-//    pins it as one folio, so each part must fit in one page (about 64 SQ
-//    entries and 128 CQ entries on 4 KiB pages); bigger rings fall back.
+//    its address (sq_off.user_addr, cq_off.user_addr). The first kernels
+//    with it pinned each part as one folio (one page, or a huge page), so
+//    they may refuse bigger rings; a refusal falls back to the kernel's
+//    memory. Debian's 6.12 took an 8- to 1024-entry ring alike.
 //
 // The SQ index array (absent with IORING_SETUP_NO_SQARRAY, 6.6) is filled
 // once with the identity: slot i of the SQE array always sits at position i,
