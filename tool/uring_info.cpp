@@ -150,13 +150,22 @@ int main() {
     path("completion work", r.has_setup_flag(IORING_SETUP_DEFER_TASKRUN), "DEFER_TASKRUN (run when the reactor waits)",
          r.has_setup_flag(IORING_SETUP_COOP_TASKRUN) ? "COOP_TASKRUN (fallback)" : "default task work (fallback)");
     path("ring fd", r.ring_fd_registered(), "registered (no fdget per enter)", "plain fd (fallback)");
+    path("SQ index array", r.has_setup_flag(IORING_SETUP_NO_SQARRAY), "none (NO_SQARRAY, own mapping)",
+         "index array, filled once (fallback)");
     path("wait with timeout", r.has_kernel_feature(IORING_FEAT_EXT_ARG), "EXT_ARG", "timeout SQE (fallback)");
+    path("wait argument", r.wait_region(), "registered wait region (no copy per enter)",
+         "copied in per enter (fallback)");
+    path("CQ overflow", r.can_resize_cq(), "CQ grows (RESIZE_RINGS)", "drained by the next wait (fallback)");
     path("receive buffers", k.buf_ring_incremental, "incremental buffer ring", "one buffer per receive (fallback)");
     path("receive", k.recv_bundle(), "multishot recv, bundles available", "multishot recv, one buffer per CQE");
     path("reactor hand-off", k.supports(IORING_OP_MSG_RING), "MSG_RING available", "eventfd wake-up only (fallback)");
     path("listen socket setup", k.supports(uring::opcode::bind) && k.supports(uring::opcode::listen),
          "BIND/LISTEN available in the ring", "bind(2)/listen(2) system calls");
     path("socket options", k.socket_commands, "URING_CMD setsockopt/getsockopt available", "setsockopt(2)");
+    std::printf("\noptions (off by default; what this kernel does when asked):\n");
+    path("ring memory", k.no_mmap, "user memory (NO_MMAP)", "kernel memory, mapped (fallback)");
+    path("batched wait", k.min_timeout, "wait N or T µs (MIN_TIMEOUT)", "wakes at the first CQE (fallback)");
+    path("NAPI busy poll", k.napi, "registers (IORING_REGISTER_NAPI)", "not available (fallback)");
     if (!r.fallbacks().empty()) {
         std::printf("\nfallbacks in effect:\n");
         for (auto const& fb : r.fallbacks())

@@ -30,6 +30,8 @@
     X(loop_iterations, counter, "reactor loop iterations")                            \
     X(handler_exceptions, counter, "handler callbacks that threw (their connection closed)") \
     X(completions, counter, "CQEs reaped (per loop iteration: completions / loop_iterations)") \
+    X(cq_overflows, counter, "waits that found the kernel holding CQEs back (CQ overflow)") \
+    X(cq_resizes, counter, "times the CQ was grown after an overflow (6.13)")        \
     X(closed_clean, counter, "closes with no error: close(), EOF, graceful stop")     \
     X(closed_timeout, counter, "closes by idle, read or write timeout or stop deadline") \
     X(closed_reset, counter, "closes because the peer reset or vanished (ECONNRESET, EPIPE)") \

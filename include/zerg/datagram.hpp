@@ -330,12 +330,11 @@ void datagram_endpoint<H>::setup() {
     ring_.emplace(options);
     for (auto const& fb : ring_->fallbacks())
         fallbacks_.push_back(std::string(uring::to_string(fb.what)) + ": " + fb.reason);
-    io_uring_probe* probe = io_uring_get_probe_ring(ring_->native());
     // Multishot recvmsg came in 6.0 without an opcode of its own; SEND_ZC
     // came in the same release, so its opcode tells. SENDMSG_ZC is 6.1.
-    bool recent = probe && io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
-    zero_copy_ = probe && io_uring_opcode_supported(probe, IORING_OP_SENDMSG_ZC) && config_.zero_copy_threshold > 0;
-    if (probe) io_uring_free_probe(probe);
+    auto ops = ring_->probe_opcodes();
+    bool recent = ops.supports(IORING_OP_SEND_ZC);
+    zero_copy_ = ops.supports(IORING_OP_SENDMSG_ZC) && config_.zero_copy_threshold > 0;
     if (!recent)
         throw std::system_error(std::make_error_code(std::errc::function_not_supported),
                                 "zerg::datagram_endpoint needs Linux 6.0 or newer (multishot recvmsg with provided "

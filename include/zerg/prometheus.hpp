@@ -67,6 +67,10 @@ inline constexpr metric<reactor_counters> reactor_metrics[] = {
      &reactor_counters::handler_exceptions},
     {"completions_total", metric_kind::counter, "Completions reaped; divided by loop iterations, CQEs per iteration.",
      &reactor_counters::completions},
+    {"cq_overflows_total", metric_kind::counter, "Waits that found the kernel holding completions back (CQ overflow).",
+     &reactor_counters::cq_overflows},
+    {"cq_resizes_total", metric_kind::counter, "Times the CQ was grown after an overflow (Linux 6.13).",
+     &reactor_counters::cq_resizes},
 };
 
 inline constexpr metric<acceptor_counters> acceptor_metrics[] = {

@@ -385,20 +385,18 @@ void basic_reactor<B, Q, S, H>::setup() {
     // The CQ holds at least one full batch, so a full batch is a sign that
     // more completions wait, and the loop skips the sleep.
     options.cq_entries = config_.cq_entries ? config_.cq_entries : std::max(2 * config_.ring_entries, config_.completion_batch);
+    options.min_wait = config_.min_wait;  // 6.12, see server_config::min_wait
     S::configure(options);
     ring_.emplace(options);
     ring_flags_ = ring_->setup_flags();
     {
         // Multishot receive (6.0) has no fallback in the reactor; the kernel
         // added SEND_ZC in the same release, so its opcode tells.
-        io_uring_probe* probe = io_uring_get_probe_ring(ring_->native());
-        bool recent = probe && io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
-        ring_socket_ = probe && io_uring_opcode_supported(probe, IORING_OP_SOCKET) && !uring::is_hidden(uring::feature::ring_socket);
-        if (probe) io_uring_free_probe(probe);
-        if (!recent)
+        if (!ring_->supports_opcode(IORING_OP_SEND_ZC))
             throw std::system_error(std::make_error_code(std::errc::function_not_supported),
                                     "zerg::basic_reactor needs Linux 6.0 or newer (multishot receive with provided "
                                     "buffers); bin/uring-info shows what this kernel has");
+        ring_socket_ = ring_->supports_opcode(IORING_OP_SOCKET) && !uring::is_hidden(uring::feature::ring_socket);
     }
     for (auto const& fb : ring_->fallbacks())
         fallbacks_.push_back(std::string(uring::to_string(fb.what)) + ": " + fb.reason);
@@ -668,13 +666,15 @@ void basic_reactor<B, Q, S, H>::wait(unsigned reaped) {
         // Sleep no longer than the earliest deadline (at least 1 ms), nor than max_wait.
         std::chrono::nanoseconds left = deadlines_.next() - std::chrono::steady_clock::now();
         if (config_.max_wait.count()) left = std::min<std::chrono::nanoseconds>(left, config_.max_wait);
-        res = ring_->submit_and_wait_for(1, std::max<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)));
-    } else if (config_.max_wait.count()) {
-        res = ring_->submit_and_wait_for(1, config_.max_wait);
+        res = ring_->submit_and_wait_batch(config_.min_wait_completions,
+                                           std::max<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)));
     } else {
-        res = ring_->submit_and_wait(1);
+        // Without min_wait (or MIN_TIMEOUT) this waits for the first completion.
+        res = ring_->submit_and_wait_batch(config_.min_wait_completions, config_.max_wait);
     }
     inbox_.awake();
+    counters_.cq_overflows.set(ring_->cq_overflows());
+    counters_.cq_resizes.set(ring_->cq_resizes());
     if (res < 0 && res != -ETIME && res != -EINTR && res != -EAGAIN && res != -EBUSY)
         uring::throw_result(res, "zerg::basic_reactor: io_uring_enter failed");
 }

@@ -240,3 +240,75 @@ struct recvmsg_out {
 static_assert(sizeof(recvmsg_out) == 16, "io_uring_recvmsg_out is 16 bytes in the kernel ABI");
 
 }  // namespace zerg::uring::abi
+
+// ---- waiting, ring resizing and busy polling (6.9 .. 6.13) ------------------
+// Values from include/uapi/linux/io_uring.h; see ring.hpp for their use.
+#ifndef IORING_ENTER_ABS_TIMER
+#define IORING_ENTER_ABS_TIMER (1U << 5)             // 6.12
+#endif
+#ifndef IORING_ENTER_EXT_ARG_REG
+// The EXT_ARG argument is the offset of a registered wait region (6.13).
+#define IORING_ENTER_EXT_ARG_REG (1U << 6)
+#endif
+#ifndef IORING_REGISTER_NAPI
+#define IORING_REGISTER_NAPI 27                       // 6.9
+#define IORING_UNREGISTER_NAPI 28                     // 6.9
+#endif
+#ifndef IORING_REGISTER_RESIZE_RINGS
+#define IORING_REGISTER_RESIZE_RINGS 33               // 6.13
+#endif
+#ifndef IORING_REGISTER_MEM_REGION
+#define IORING_REGISTER_MEM_REGION 34                 // 6.13
+#endif
+
+namespace zerg::uring::abi {
+
+// Layout of struct io_uring_getevents_arg as of 6.12: the field liburing 2.3
+// calls `pad` carries min_wait_usec when IORING_FEAT_MIN_TIMEOUT is set.
+struct getevents_arg {
+    std::uint64_t sigmask;
+    std::uint32_t sigmask_sz;
+    std::uint32_t min_wait_usec;
+    std::uint64_t ts;  // struct __kernel_timespec*
+};
+static_assert(sizeof(getevents_arg) == sizeof(io_uring_getevents_arg));
+
+// IORING_MEM_REGION_REG_WAIT_ARG: the region holds wait arguments (6.13).
+inline constexpr std::uint64_t mem_region_reg_wait_arg = 1;
+// io_uring_reg_wait::flags: `ts` is valid.
+inline constexpr std::uint32_t reg_wait_ts = 1;
+
+// Layout of struct io_uring_mem_region_reg (IORING_REGISTER_MEM_REGION).
+struct mem_region_reg {
+    std::uint64_t region_uptr;  // struct region_desc*
+    std::uint64_t flags;
+    std::uint64_t resv[2];
+};
+static_assert(sizeof(mem_region_reg) == 32);
+
+// Layout of struct io_uring_reg_wait: one registered wait argument.
+struct reg_wait {
+    std::int64_t ts_sec;   // struct __kernel_timespec, seconds
+    std::int64_t ts_nsec;  // and nanoseconds
+    std::uint32_t min_wait_usec;
+    std::uint32_t flags;
+    std::uint64_t sigmask;
+    std::uint32_t sigmask_sz;
+    std::uint32_t pad[3];
+    std::uint64_t pad2[2];
+};
+static_assert(sizeof(reg_wait) == 64, "io_uring_reg_wait is 64 bytes in the kernel ABI");
+
+// Layout of struct io_uring_napi (IORING_REGISTER_NAPI, 6.9; `opcode` 6.13,
+// 0 = register with dynamic id tracking, what 6.9 did).
+struct napi {
+    std::uint32_t busy_poll_to;  // µs
+    std::uint8_t prefer_busy_poll;
+    std::uint8_t opcode;
+    std::uint8_t pad[2];
+    std::uint32_t op_param;
+    std::uint32_t resv;
+};
+static_assert(sizeof(napi) == 16);
+
+}  // namespace zerg::uring::abi

@@ -28,7 +28,12 @@ enum class feature : std::uint32_t {
     recv_bundle = 1u << 10,          // IORING_RECVSEND_BUNDLE, 6.10
     msg_ring = 1u << 11,             // IORING_OP_MSG_RING, 5.18
     ring_socket_ops = 1u << 12,      // IORING_OP_BIND / LISTEN, 6.11
-    ring_socket = 1u << 13,          // IORING_OP_SOCKET, 5.19 (outbound connections)
+    no_mmap = 1u << 13,              // IORING_SETUP_NO_MMAP (rings in user memory), 6.5
+    min_timeout = 1u << 14,          // IORING_FEAT_MIN_TIMEOUT (min_wait_usec), 6.12
+    wait_region = 1u << 15,          // IORING_REGISTER_MEM_REGION + IORING_ENTER_EXT_ARG_REG, 6.13
+    resize_rings = 1u << 16,         // IORING_REGISTER_RESIZE_RINGS, 6.13
+    napi = 1u << 17,                 // IORING_REGISTER_NAPI, 6.9
+    ring_socket = 1u << 18,          // IORING_OP_SOCKET, 5.19 (outbound connections)
 };
 
 struct feature_name {
@@ -50,6 +55,11 @@ inline constexpr feature_name feature_names[] = {
     {feature::recv_bundle, "recv_bundle"},
     {feature::msg_ring, "msg_ring"},
     {feature::ring_socket_ops, "ring_socket_ops"},
+    {feature::no_mmap, "no_mmap"},
+    {feature::min_timeout, "min_timeout"},
+    {feature::wait_region, "wait_region"},
+    {feature::resize_rings, "resize_rings"},
+    {feature::napi, "napi"},
     {feature::ring_socket, "ring_socket"},
 };
 

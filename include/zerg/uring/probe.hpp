@@ -40,6 +40,13 @@ struct kernel_support {
     // Socket commands through IORING_OP_URING_CMD (setsockopt/getsockopt,
     // 6.7): tried for real, since the opcode itself dates from 5.19.
     bool socket_commands = false;
+    // Ring features zerg's own mapping makes usable, each tried on a real
+    // ring (a hidden one counts as missing):
+    bool no_mmap = false;       // rings in user memory (NO_MMAP, 6.5)
+    bool min_timeout = false;   // min_wait_usec honoured (FEAT_MIN_TIMEOUT, 6.12)
+    bool wait_region = false;   // registered wait argument (6.13)
+    bool resize_rings = false;  // CQ resize (IORING_REGISTER_RESIZE_RINGS, 6.13)
+    bool napi = false;          // NAPI busy-poll registration (6.9)
 
     bool supports(std::uint8_t op) const noexcept { return opcodes.test(op); }
     bool accepts(unsigned setup_flag) const noexcept { return (setup_flags & setup_flag) == setup_flag; }
@@ -139,11 +146,9 @@ inline kernel_support probe_kernel() {
         if (detail::try_setup(8, params) == 0) out.setup_flags |= trial.flag;
     }
 
-    if (io_uring_probe* p = io_uring_get_probe_ring(r.native())) {
-        out.last_opcode = p->last_op;
-        for (unsigned i = 0; i < p->ops_len && i < 256; ++i)
-            if (p->ops[i].flags & IO_URING_OP_SUPPORTED) out.opcodes.set(p->ops[i].op);
-        io_uring_free_probe(p);
+    if (auto ops = r.probe_opcodes(); ops.probed) {
+        out.last_opcode = ops.last_op;
+        out.opcodes = ops.ops;
     }
     if (is_hidden(feature::msg_ring)) out.opcodes.reset(IORING_OP_MSG_RING);
     if (is_hidden(feature::ring_socket_ops)) {
@@ -158,14 +163,29 @@ inline kernel_support probe_kernel() {
             std::error_code sqe_error;
             if (io_uring_sqe* sqe = r.get_sqe(sqe_error)) {
                 prep_getsockopt(sqe, fd, SOL_SOCKET, SO_TYPE, &type, sizeof type);
-                io_uring_cqe* cqe = nullptr;
-                if (io_uring_submit_and_wait(r.native(), 1) >= 0 && io_uring_peek_cqe(r.native(), &cqe) == 0) {
-                    out.socket_commands = cqe->res >= 0 && type == SOCK_STREAM;
-                    io_uring_cqe_seen(r.native(), cqe);
-                }
+                if (r.submit_and_wait(1) >= 0)
+                    r.for_each_completion(
+                        [&](const io_uring_cqe& cqe) { out.socket_commands = cqe.res >= 0 && type == SOCK_STREAM; }, 1);
             }
             ::close(fd);
         }
+    }
+
+    {
+        ring_options modern;  // the defaults, plus the opt-in features
+        modern.entries = 8;
+        modern.no_mmap = true;
+        modern.napi_busy_poll_us = 1;
+        modern.min_wait = std::chrono::microseconds(1);
+        ring m(modern, ec);
+        if (!ec) {
+            out.no_mmap = m.user_memory();
+            out.min_timeout = m.min_timeout();
+            out.wait_region = m.wait_region();
+            out.resize_rings = m.can_resize_cq();
+            out.napi = m.napi_registered();
+        }
+        ec.clear();
     }
 
     buffer_ring_options small;

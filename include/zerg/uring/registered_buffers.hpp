@@ -41,7 +41,7 @@ public:
         memory_ = static_cast<std::byte*>(m);
         iov_.resize(count);
         for (unsigned i = 0; i < count; ++i) iov_[i] = {memory_ + std::size_t{i} * stride, size};
-        if (int r = io_uring_register_buffers(ring_->native(), iov_.data(), count); r < 0) {
+        if (int r = ring_->register_op(IORING_REGISTER_BUFFERS, iov_.data(), count); r < 0) {
             ::munmap(memory_, bytes_);
             throw_result(r, "zerg::uring::registered_buffers: registration failed (locked memory is limited by "
                             "RLIMIT_MEMLOCK, see ulimit -l)");
@@ -50,7 +50,7 @@ public:
     registered_buffers(const registered_buffers&) = delete;
     registered_buffers& operator=(const registered_buffers&) = delete;
     ~registered_buffers() {
-        io_uring_unregister_buffers(ring_->native());
+        ring_->register_op(IORING_UNREGISTER_BUFFERS, nullptr, 0);
         ::munmap(memory_, bytes_);
     }
 

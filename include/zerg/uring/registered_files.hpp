@@ -26,30 +26,42 @@ public:
     // nonzero, only the first that many slots are handed out by
     // IORING_FILE_INDEX_ALLOC (6.0); the rest are the application's.
     registered_files(ring& owner, unsigned slots, unsigned allocation_range = 0) : ring_(&owner), slots_(slots) {
-        if (int r = io_uring_register_files_sparse(ring_->native(), slots); r < 0)
+        io_uring_rsrc_register reg{};
+        reg.nr = slots;
+        reg.flags = IORING_RSRC_REGISTER_SPARSE;
+        if (int r = ring_->register_op(IORING_REGISTER_FILES2, &reg, sizeof reg); r < 0)
             throw_result(r, "zerg::uring::registered_files: cannot register a sparse table (needs Linux 5.19)");
         if (allocation_range) {
-            if (int r = io_uring_register_file_alloc_range(ring_->native(), 0, allocation_range); r < 0) {
-                io_uring_unregister_files(ring_->native());
+            io_uring_file_index_range range{};
+            range.off = 0;
+            range.len = allocation_range;
+            if (int r = ring_->register_op(IORING_REGISTER_FILE_ALLOC_RANGE, &range, 0); r < 0) {
+                unregister();
                 throw_result(r, "zerg::uring::registered_files: cannot set the allocation range (needs Linux 6.0)");
             }
         }
     }
     registered_files(const registered_files&) = delete;
     registered_files& operator=(const registered_files&) = delete;
-    ~registered_files() { io_uring_unregister_files(ring_->native()); }
+    ~registered_files() { unregister(); }
 
     unsigned size() const noexcept { return slots_; }
 
     // Puts `fd` into `slot` (the table holds its own reference; the caller may
     // close `fd`), or empties the slot when fd is -1. Returns 0 or -errno.
     int update(unsigned slot, int fd) noexcept {
-        int r = io_uring_register_files_update(ring_->native(), slot, &fd, 1);
+        io_uring_rsrc_update2 up{};
+        up.offset = slot;
+        up.data = reinterpret_cast<std::uintptr_t>(&fd);
+        up.nr = 1;
+        int r = ring_->register_op(IORING_REGISTER_FILES_UPDATE2, &up, sizeof up);
         return r < 0 ? r : 0;
     }
     int clear(unsigned slot) noexcept { return update(slot, -1); }
 
 private:
+    void unregister() noexcept { ring_->register_op(IORING_UNREGISTER_FILES, nullptr, 0); }
+
     ring* ring_;
     unsigned slots_;
 };

@@ -84,10 +84,8 @@ inline std::string explain_zcrx_failure(int errno_value) {
     }
 }
 
-// Attaches hardware receive queue `req.rx_queue` of `req.interface_index` to
-// `r` (6.15). Nothing is thrown: the result carries the error and its
-// explanation.
-inline zcrx_registration register_zcrx_ifq(io_uring* r, const zcrx_request& req) {
+namespace detail {
+inline zcrx_registration register_zcrx_ifq(int ring_fd, unsigned ring_flags, const zcrx_request& req) {
     zcrx_registration out;
     auto fail = [&out](int errno_value, std::string reason) {
         out.error = std::error_code(errno_value, std::system_category());
@@ -96,7 +94,7 @@ inline zcrx_registration register_zcrx_ifq(io_uring* r, const zcrx_request& req)
     };
     // The kernel checks these too (-EINVAL); checked here first so the
     // message can say exactly which one is missing.
-    if (!(r->flags & IORING_SETUP_DEFER_TASKRUN) || !(r->flags & IORING_SETUP_CQE32))
+    if (!(ring_flags & IORING_SETUP_DEFER_TASKRUN) || !(ring_flags & IORING_SETUP_CQE32))
         return fail(EINVAL, "zero-copy receive needs a ring made with IORING_SETUP_DEFER_TASKRUN and "
                             "IORING_SETUP_CQE32 (its CQEs carry a second 16-byte half).");
 
@@ -116,7 +114,7 @@ inline zcrx_registration register_zcrx_ifq(io_uring* r, const zcrx_request& req)
     reg.area_ptr = reinterpret_cast<std::uintptr_t>(&area);
     reg.region_ptr = reinterpret_cast<std::uintptr_t>(&region);
 
-    long res = ::syscall(__NR_io_uring_register, r->ring_fd, IORING_REGISTER_ZCRX_IFQ, &reg, 1);
+    long res = ::syscall(__NR_io_uring_register, ring_fd, IORING_REGISTER_ZCRX_IFQ, &reg, 1);
     if (res < 0) {
         int e = errno;
         return fail(e, explain_zcrx_failure(e));
@@ -127,6 +125,17 @@ inline zcrx_registration register_zcrx_ifq(io_uring* r, const zcrx_request& req)
     return out;
 }
 
-inline zcrx_registration register_zcrx_ifq(ring& r, const zcrx_request& req) { return register_zcrx_ifq(r.native(), req); }
+}  // namespace detail
+
+// Attaches hardware receive queue `req.rx_queue` of `req.interface_index` to
+// `r` (6.15). Nothing is thrown: the result carries the error and its
+// explanation. On a ring zerg made:
+inline zcrx_registration register_zcrx_ifq(ring& r, const zcrx_request& req) {
+    return detail::register_zcrx_ifq(r.fd(), r.setup_flags(), req);
+}
+// and on a ring liburing made (io_uring_queue_init_params).
+inline zcrx_registration register_zcrx_ifq(io_uring* r, const zcrx_request& req) {
+    return detail::register_zcrx_ifq(r->ring_fd, r->flags, req);
+}
 
 }  // namespace zerg::uring
