@@ -21,6 +21,7 @@
     X(bytes_in, counter, "bytes received")                                            \
     X(bytes_out, counter, "bytes sent")                                               \
     X(buffers_in_use, gauge, "provided buffers out of the kernel's hands")            \
+    X(buffer_writes, counter, "writes sent straight from a receive buffer (write_from, not copied)") \
     X(handoffs, counter, "connections received from the acceptor")                    \
     X(wakeups, counter, "times the reactor was woken from sleep by its inbox")        \
     X(enobufs, counter, "receives that found the buffer ring empty")                  \

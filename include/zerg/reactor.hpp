@@ -223,6 +223,7 @@ private:
     void after_task_step(connection_type& c);
     void resume(connection_type& c, std::coroutine_handle<>& waiting);
     static void release_buffer(void* self, std::uint16_t id) noexcept { static_cast<basic_reactor*>(self)->buffers_.release(id); }
+    static void hold_buffer(void* self, std::uint16_t id) noexcept { static_cast<basic_reactor*>(self)->buffers_.hold(id); }
     // Received bytes kept across callbacks (sequence and coroutine handlers).
     static constexpr bool keeps_input = sequence_handler<Handler> || coroutine_handler<Handler>;
 
@@ -320,6 +321,7 @@ void basic_reactor<B, Q, S, H>::setup() {
     } at_exit{this};
 
     buffers_.setup(*ring_, size, count, 0);
+    pool_.bind_buffers(&hold_buffer, &release_buffer, this);  // connection::write_from
     if (auto fb = buffers_.fallback(); !fb.empty()) fallbacks_.push_back("buffers: " + fb);
 
     frame_pool::current() = &frames_;  // coroutine frames of this thread's connections
@@ -481,6 +483,7 @@ void basic_reactor<B, Q, S, H>::loop() {
         buffers_.publish();
         feed_starved();
         counters_.buffers_in_use.set(buffers_.in_use());
+        counters_.buffer_writes.set(pool_.held_total());
         if (finished()) break;
         counters_.loop_time.record(static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - now_).count()));

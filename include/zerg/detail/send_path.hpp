@@ -4,6 +4,10 @@
 // send and tells it each completion; it answers what happened next, so the
 // whole send side lives in this one place.
 //
+// The queue holds copied bytes (chunks) and bytes still in received
+// provided buffers (held segments, write_queue.hpp); one send gathers both,
+// in the order they were written.
+//
 // At most one send is in flight per connection: TCP keeps bytes in order
 // only if each send starts after the previous one completed (a short send
 // is resumed from where it stopped).
@@ -18,6 +22,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 
 namespace zerg::detail {
@@ -40,6 +45,12 @@ public:
     bool ready() const noexcept { return !in_flight_ && !queue_.empty(); }
 
     void append(std::span<const std::byte> bytes, chunk_pool& pool) { queue_.append(bytes, pool); }
+    // Bytes that sit in provided buffer `id`, queued by reference (in order
+    // with the copied ones): the buffer goes back to the kernel's ring only
+    // once they are sent, or dropped with the queue.
+    void append_held(std::span<const std::byte> bytes, std::uint16_t id, chunk_pool& pool) {
+        queue_.append_held(bytes, id, pool);
+    }
     std::span<std::byte> prepare(std::size_t min, chunk_pool& pool) { return queue_.prepare(min, pool); }
     void commit(std::size_t n) noexcept { queue_.commit(n); }
 
@@ -89,7 +100,8 @@ public:
     }
 
 private:
-    static constexpr unsigned max_iov = 8;
+    // Held segments are one per receive buffer: a pipelined burst needs room.
+    static constexpr unsigned max_iov = 16;
     write_queue queue_;
     iovec iov_[max_iov]{};
     msghdr msg_{};
