@@ -24,6 +24,7 @@
     X(buffer_writes, counter, "writes sent straight from a receive buffer (write_from, not copied)") \
     X(handoffs, counter, "connections received from the acceptor")                    \
     X(wakeups, counter, "times the reactor was woken from sleep by its inbox")        \
+    X(bundle_completions, counter, "receive completions that filled more than one buffer (bundles, 6.10)") \
     X(enobufs, counter, "receives that found the buffer ring empty")                  \
     X(recv_rearms, counter, "multishot receives armed again")                         \
     X(read_pauses, counter, "times reading paused for backpressure")                  \

@@ -44,6 +44,8 @@
 #include <zerg/policy/submission.hpp>
 #include <zerg/reactor_options.hpp>
 #include <zerg/task.hpp>
+#include <zerg/uring/compat.hpp>
+#include <zerg/uring/hidden_features.hpp>
 #include <zerg/uring/operations.hpp>
 #include <zerg/uring/ring.hpp>
 #include <zerg/uring/user_data.hpp>
@@ -134,6 +136,8 @@ public:
     const accept_stats& listener_counters() const noexcept { return listener_stats_; }
     // After setup(), any thread: every feature that fell back, with the reason.
     const std::vector<std::string>& fallbacks() const noexcept { return fallbacks_; }
+    // After setup(), any thread: receives are bundles (several buffers per completion).
+    bool bundles() const noexcept { return bundles_; }
     // After setup(), any thread: the ring's setup flags, for reports.
     unsigned ring_flags() const noexcept { return ring_flags_; }
     // After setup(), any thread: the port of this reactor's own listener (reuse_port mode).
@@ -219,7 +223,7 @@ private:
             counters_.closed_other.add();
     }
     bool table_full() const noexcept { return free_.empty() && slots_ == config_.max_connections; }
-    void deliver(connection_type& c, received_bytes bytes);
+    void deliver(connection_type& c, received_bytes bytes, bool last = true);
     void after_task_step(connection_type& c);
     void resume(connection_type& c, std::coroutine_handle<>& waiting);
     static void release_buffer(void* self, std::uint16_t id) noexcept { static_cast<basic_reactor*>(self)->buffers_.release(id); }
@@ -255,6 +259,7 @@ private:
     accept_stats listener_stats_;
     std::vector<std::string> fallbacks_;
     unsigned ring_flags_ = 0;
+    bool bundles_ = false;  // receives are armed as bundles (IORING_RECVSEND_BUNDLE, 6.10)
     int listener_ = -1;
     std::uint16_t listener_port_ = 0;
     detail::multishot_accept accept_;        // reuse_port: this reactor's own listener
@@ -322,6 +327,18 @@ void basic_reactor<B, Q, S, H>::setup() {
 
     buffers_.setup(*ring_, size, count, 0);
     pool_.bind_buffers(&hold_buffer, &release_buffer, this);  // connection::write_from
+    // Bundle receives (6.10): one CQE fills several consecutive buffers.
+    if (!buffers_.can_bundle())
+        fallbacks_.push_back("recv_bundle: incremental buffers are in effect; zerg does not combine them with bundles "
+                             "(the kernel does from Linux 6.15): one buffer slice per receive completion");
+    else if (uring::is_hidden(uring::feature::recv_bundle))
+        fallbacks_.push_back("recv_bundle: hidden by zerg::uring::hide (test hook or ZERG_URING_HIDE): one buffer per "
+                             "receive completion");
+    else if (!ring_->has_kernel_feature(IORING_FEAT_RECVSEND_BUNDLE))
+        fallbacks_.push_back("recv_bundle: the kernel lacks IORING_RECVSEND_BUNDLE (needs Linux 6.10): one buffer per "
+                             "receive completion");
+    else
+        bundles_ = true;
     if (auto fb = buffers_.fallback(); !fb.empty()) fallbacks_.push_back("buffers: " + fb);
 
     frame_pool::current() = &frames_;  // coroutine frames of this thread's connections
@@ -606,7 +623,12 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
         // A completion for a connection that is gone. Cannot happen while a
         // slot waits for its last CQE before reuse; counted, never delivered.
         counters_.stale_completions.add();
-        if (uring::cqe_has_buffer(cqe)) buffers_.release(buffers_.take(cqe).buffer_id);
+        if (uring::cqe_has_buffer(cqe)) {
+            if (bundles_)
+                buffers_.take_bundle(cqe, [this](received_bytes b, bool) { buffers_.release(b.buffer_id); });
+            else
+                buffers_.release(buffers_.take(cqe).buffer_id);
+        }
         return;
     }
     connection_type& c = slot_at(ud.slot());
@@ -672,8 +694,11 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
     }
 }
 
+// One buffer's bytes to the handler. A bundle completion delivers several in
+// a row; `last` marks its final one (sequence and coroutine handlers are
+// called once per completion, with every buffer of it in their input).
 template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes) {
+void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes, bool last) {
     if constexpr (span_handler<H>) {
         bool ok = guarded(c, [&] { handler_.on_data(c, std::span<const std::byte>(bytes.data, bytes.size)); });
         buffers_.release(bytes.buffer_id);
@@ -688,6 +713,13 @@ void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes
         }
         deadlines_.input(c, c.partial_, std::exchange(c.completed_, false), now_);
     } else {
+        if (!last) {
+            guarded(c, [&] {
+                if (c.input_.full()) c.input_.spill();  // may allocate
+                c.input_.push(bytes.data, bytes.size, bytes.buffer_id);
+            });
+            return;
+        }
         std::size_t before = 0;
         bool ok = guarded(c, [&] {
             if (c.input_.full()) c.input_.spill();  // may allocate
@@ -748,13 +780,27 @@ void basic_reactor<B, Q, S, H>::after_task_step(connection_type& c) {
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& cqe) {
     if (uring::cqe_has_buffer(cqe)) {
-        received_bytes bytes = buffers_.take(cqe);
-        if (cqe.res > 0 && c.life_.is_open()) {
-            counters_.bytes_in.add(bytes.size);
+        bool live = cqe.res > 0 && c.life_.is_open();
+        if (live) {
+            counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
             deadlines_.activity(c, now_);
-            deliver(c, bytes);
+        }
+        if (bundles_) {
+            // Buffers after one the handler closed on are dropped, as later
+            // completions would be.
+            unsigned n = buffers_.take_bundle(cqe, [&](received_bytes bytes, bool last) {
+                if (live && c.life_.is_open())
+                    deliver(c, bytes, last);
+                else
+                    buffers_.release(bytes.buffer_id);
+            });
+            if (n > 1) counters_.bundle_completions.add();
         } else {
-            buffers_.release(bytes.buffer_id);
+            received_bytes bytes = buffers_.take(cqe);
+            if (live)
+                deliver(c, bytes);
+            else
+                buffers_.release(bytes.buffer_id);
         }
     }
     if (uring::cqe_has_more(cqe)) return;
@@ -889,7 +935,12 @@ void basic_reactor<B, Q, S, H>::resume_reading(connection_type& c) {
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::arm_recv(connection_type& c) {
-    submit(c, op_recv, [&](io_uring_sqe* s) { uring::prep_recv_multishot(s, c.fd_, buffers_.group()); });
+    submit(c, op_recv, [&](io_uring_sqe* s) {
+        if (bundles_)
+            uring::prep_recv_bundle(s, c.fd_, buffers_.group(), true);
+        else
+            uring::prep_recv_multishot(s, c.fd_, buffers_.group());
+    });
     c.life_.move_to(read_state::armed);
     if (c.recv_arms_++) counters_.recv_rearms.add();
 }

@@ -83,6 +83,29 @@ public:
         return {s.data, s.size, s.id};
     }
 
+    // Bundle receives (IORING_RECVSEND_BUNDLE, 6.10) can be used with this
+    // pool: plain mode only. The kernel learned to bundle incrementally
+    // consumed buffers in 6.15; zerg keeps the two apart (incremental mode
+    // takes no bundles) rather than guess which 6.1x kernel it runs on.
+    bool can_bundle() const noexcept { return ring_ && !ring_->incremental(); }
+
+    // The buffers of one bundle receive completion, in stream order: calls
+    // f(received_bytes, last) for each, `last` for the final one. Returns
+    // how many buffers the completion filled. Precondition: can_bundle()
+    // and the CQE carries a buffer.
+    template <class F>
+    unsigned take_bundle(const io_uring_cqe& cqe, F&& f) {
+        std::uint32_t total = cqe.res > 0 ? static_cast<std::uint32_t>(cqe.res) : 0, seen = 0;
+        unsigned n = 0;
+        ring_->take_bundle(cqe, [&](const uring::buffer_ring::slice& s) {
+            ++refs_[s.id];
+            seen += s.size;
+            ++n;
+            f(received_bytes{s.data, s.size, s.id}, seen >= total);
+        });
+        return n;
+    }
+
     // One more reference on buffer `id`, which the application holds (a
     // send from the receive buffer): release() must be called once more.
     void hold(std::uint16_t id) noexcept { ++refs_[id]; }
@@ -143,6 +166,8 @@ concept buffer_policy = std::default_initializable<B> && requires(B b, const B c
     b.hold(id);                          // one more reference (a send from the buffer)
     b.release(id);                       // handler (or send) done with those bytes
     b.publish();                         // end of loop iteration
+    { cb.can_bundle() } -> std::convertible_to<bool>;  // bundle receives possible (plain mode)
+    { b.take_bundle(cqe, +[](received_bytes, bool) {}) } -> std::convertible_to<unsigned>;
     { cb.group() } -> std::convertible_to<std::uint16_t>;
     { cb.in_use() } -> std::convertible_to<unsigned>;
     { cb.count() } -> std::convertible_to<unsigned>;
