@@ -37,6 +37,7 @@
 #include <zerg/detail/connection_phase.hpp>
 #include <zerg/detail/deadlines.hpp>
 #include <zerg/detail/multishot_accept.hpp>
+#include <zerg/detail/zero_copy.hpp>
 #include <zerg/error.hpp>
 #include <zerg/handler.hpp>
 #include <zerg/policy/buffer.hpp>
@@ -138,6 +139,8 @@ public:
     const std::vector<std::string>& fallbacks() const noexcept { return fallbacks_; }
     // After setup(), any thread: receives are bundles (several buffers per completion).
     bool bundles() const noexcept { return bundles_; }
+    // After setup(), any thread: sends of zero_copy_threshold bytes or more go zero-copy.
+    bool zero_copy() const noexcept { return zero_copy_; }
     // After setup(), any thread: the ring's setup flags, for reports.
     unsigned ring_flags() const noexcept { return ring_flags_; }
     // After setup(), any thread: the port of this reactor's own listener (reuse_port mode).
@@ -260,6 +263,7 @@ private:
     std::vector<std::string> fallbacks_;
     unsigned ring_flags_ = 0;
     bool bundles_ = false;  // receives are armed as bundles (IORING_RECVSEND_BUNDLE, 6.10)
+    bool zero_copy_ = false;  // large sends go zero-copy (send_zc with usage reports, 6.2)
     int listener_ = -1;
     std::uint16_t listener_port_ = 0;
     detail::multishot_accept accept_;        // reuse_port: this reactor's own listener
@@ -339,6 +343,10 @@ void basic_reactor<B, Q, S, H>::setup() {
                              "receive completion");
     else
         bundles_ = true;
+    if (auto why = detail::zero_copy_unavailable(config_.zero_copy_threshold); !why.empty())
+        fallbacks_.push_back("send_zc: " + why);
+    else
+        zero_copy_ = true;
     if (auto fb = buffers_.fallback(); !fb.empty()) fallbacks_.push_back("buffers: " + fb);
 
     frame_pool::current() = &frames_;  // coroutine frames of this thread's connections
@@ -839,17 +847,28 @@ void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& 
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& cqe) {
+    int res = cqe.res;
+    if (uring::cqe_is_notification(cqe)) {
+        // A zero-copy send's last CQE: the kernel is done with the memory.
+        counters_.zc_sends.add();
+        if (static_cast<unsigned>(cqe.res) & IORING_NOTIF_USAGE_ZC_COPIED) counters_.zc_copied.add();
+        res = c.send_.zc_result();
+    } else if (uring::cqe_has_more(cqe)) {
+        // A zero-copy send's result; the notification follows.
+        c.send_.keep_zc_result(res);
+        return;
+    }
     --c.pending_;
     bool paused = c.life_.read == read_state::paused || c.life_.read == read_state::cancelling;
-    detail::send_outcome sent = c.send_.complete(cqe.res, pool_, paused, config_.max_write_queue);
+    detail::send_outcome sent = c.send_.complete(res, pool_, paused, config_.max_write_queue);
     if (c.life_.torn_down()) {  // aborted meanwhile: nothing more to send or time
         finish_if_done(c);
         return;
     }
     if (sent.failed) {
-        abort(c, uring::result_error(cqe.res));  // EPIPE, ECONNRESET: the peer is gone
+        abort(c, uring::result_error(res));  // EPIPE, ECONNRESET: the peer is gone
     } else {
-        counters_.bytes_out.add(static_cast<std::uint64_t>(cqe.res));
+        counters_.bytes_out.add(static_cast<std::uint64_t>(res));
         if (sent.resume_reading && !input_over(c)) resume_reading(c);
         deadlines_.output(c, !c.send_.empty(), sent.progressed, now_);
         c.mark_for_work();
@@ -864,7 +883,12 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
     if (c.life_.torn_down()) return;
-    if (c.send_.ready()) submit(c, op_send, [&](io_uring_sqe* s) { c.send_.prepare_send(s, c.fd_); });
+    if (c.send_.ready())
+        submit(c, op_send, [&](io_uring_sqe* s) {
+            if (c.send_.prepare_send(s, c.fd_, zero_copy_, config_.zero_copy_threshold) ==
+                detail::send_path::send_kind::copied_above_threshold)
+                counters_.zc_unavailable.add();
+        });
     deadlines_.output(c, !c.send_.empty(), false, now_);
     if (c.send_.over(config_.max_write_queue) || input_over(c)) {
         pause_reading(c);

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <zerg/detail/write_queue.hpp>
+#include <zerg/uring/compat.hpp>
 #include <zerg/uring/operations.hpp>
 
 #include <sys/socket.h>
@@ -57,20 +58,47 @@ public:
     // Over `limit` bytes queued: reading should pause until the peer takes them.
     bool over(std::size_t limit) const noexcept { return queue_.size() > limit; }
 
-    // Prepares one send of what is queued (up to max_iov chunks) into `sqe`.
-    // Precondition: ready().
-    void prepare_send(io_uring_sqe* sqe, int fd) noexcept {
+    // What prepare_send() chose.
+    enum class send_kind { copied, zero_copy, copied_above_threshold };
+
+    // Prepares one send of what is queued (up to max_iov segments) into
+    // `sqe`: zero-copy when it carries at least `zc_threshold` bytes and
+    // `zero_copy` allows it (detail/zero_copy.hpp). Precondition: ready().
+    send_kind prepare_send(io_uring_sqe* sqe, int fd, bool zero_copy = false,
+                           std::size_t zc_threshold = 0) noexcept {
         unsigned n = queue_.gather(iov_);
+        std::size_t bytes = 0;
+        for (unsigned i = 0; i < n; ++i) bytes += iov_[i].iov_len;
+        bool large = zc_threshold && bytes >= zc_threshold;
+        bool zc = large && zero_copy;
         if (n == 1) {
-            uring::prep_send(sqe, fd, std::span<const std::byte>(static_cast<const std::byte*>(iov_[0].iov_base), iov_[0].iov_len));
+            std::span<const std::byte> one(static_cast<const std::byte*>(iov_[0].iov_base), iov_[0].iov_len);
+            if (zc)
+                uring::prep_send_zc(sqe, fd, one, MSG_NOSIGNAL, IORING_SEND_ZC_REPORT_USAGE);
+            else
+                uring::prep_send(sqe, fd, one);
         } else {
             msg_ = {};
             msg_.msg_iov = iov_;
             msg_.msg_iovlen = n;
-            uring::prep_sendmsg(sqe, fd, &msg_);
+            if (zc) {
+                uring::prep_sendmsg_zc(sqe, fd, &msg_);
+                sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
+            } else {
+                uring::prep_sendmsg(sqe, fd, &msg_);
+            }
         }
         in_flight_ = true;
+        return zc ? send_kind::zero_copy : large ? send_kind::copied_above_threshold : send_kind::copied;
     }
+
+    // A zero-copy send's first CQE (IORING_CQE_F_MORE): its result, kept
+    // until the notification says the kernel no longer reads the queued
+    // memory. Until then the send stays in flight: nothing it covers is
+    // consumed, reused or freed, and the next send waits.
+    void keep_zc_result(int res) noexcept { zc_result_ = res; }
+    // At the notification: the result to complete() with.
+    int zc_result() const noexcept { return zc_result_; }
 
     // The send's CQE: `res` bytes went out, or -errno. `paused` says whether
     // reading is paused for backpressure, `limit` is the queue limit.
@@ -106,6 +134,7 @@ private:
     iovec iov_[max_iov]{};
     msghdr msg_{};
     bool in_flight_ = false;
+    int zc_result_ = 0;
 };
 
 }  // namespace zerg::detail

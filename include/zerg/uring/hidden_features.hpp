@@ -28,6 +28,7 @@ enum class feature : std::uint32_t {
     recv_bundle = 1u << 10,          // IORING_RECVSEND_BUNDLE, 6.10
     msg_ring = 1u << 11,             // IORING_OP_MSG_RING, 5.18
     ring_socket_ops = 1u << 12,      // IORING_OP_BIND / LISTEN, 6.11
+    send_zc = 1u << 13,              // IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE, 6.2
 };
 
 struct feature_name {
@@ -49,6 +50,7 @@ inline constexpr feature_name feature_names[] = {
     {feature::recv_bundle, "recv_bundle"},
     {feature::msg_ring, "msg_ring"},
     {feature::ring_socket_ops, "ring_socket_ops"},
+    {feature::send_zc, "send_zc"},
 };
 
 inline constexpr std::string_view to_string(feature f) noexcept {
