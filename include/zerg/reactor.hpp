@@ -851,7 +851,10 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
     if (uring::cqe_is_notification(cqe)) {
         // A zero-copy send's last CQE: the kernel is done with the memory.
         counters_.zc_sends.add();
-        if (static_cast<unsigned>(cqe.res) & IORING_NOTIF_USAGE_ZC_COPIED) counters_.zc_copied.add();
+        if (static_cast<unsigned>(cqe.res) & IORING_NOTIF_USAGE_ZC_COPIED) {
+            counters_.zc_copied.add();
+            c.send_.decline_zc();  // copied anyway: this connection copies from now on
+        }
         res = c.send_.zc_result();
     } else if (uring::cqe_has_more(cqe)) {
         // A zero-copy send's result; the notification follows.

@@ -95,6 +95,12 @@ BOOST_AUTO_TEST_CASE(large_sends_go_zero_copy) {
     auto t = s.totals();
     BOOST_TEST(t.zc_sends > 0u);
     BOOST_TEST(t.zc_copied <= t.zc_sends);
+    // Where the kernel copied (loopback does), each connection tried once
+    // and copied from then on: 5 connections, more large sends than that.
+    if (t.zc_copied > 0) {
+        BOOST_TEST(t.zc_sends <= 5u);
+        BOOST_TEST(t.zc_unavailable > 0u);
+    }
     s.stop();
 }
 
@@ -194,5 +200,13 @@ BOOST_AUTO_TEST_CASE(queued_memory_kept_until_the_notification) {
     sp.append(big, pool);
     BOOST_TEST((sp.prepare_send(&sqe, 5, false, 16 * 1024) == zerg::detail::send_path::send_kind::copied_above_threshold));
     BOOST_TEST(sqe.opcode == IORING_OP_SENDMSG);
+    sp.complete(static_cast<int>(big.size()), pool, false, 1 << 20);
+    // A connection whose zero-copy send the kernel copied copies from then on.
+    sp.decline_zc();
+    sp.append(big, pool);
+    BOOST_TEST((sp.prepare_send(&sqe, 5, true, 16 * 1024) == zerg::detail::send_path::send_kind::copied_above_threshold));
+    sp.reset(pool);
+    sp.append(big, pool);
+    BOOST_TEST((sp.prepare_send(&sqe, 5, true, 16 * 1024) == zerg::detail::send_path::send_kind::zero_copy));
     sp.reset(pool);
 }

@@ -70,7 +70,7 @@ public:
         std::size_t bytes = 0;
         for (unsigned i = 0; i < n; ++i) bytes += iov_[i].iov_len;
         bool large = zc_threshold && bytes >= zc_threshold;
-        bool zc = large && zero_copy;
+        bool zc = large && zero_copy && !zc_declined_;
         if (n == 1) {
             std::span<const std::byte> one(static_cast<const std::byte*>(iov_[0].iov_base), iov_[0].iov_len);
             if (zc)
@@ -99,6 +99,12 @@ public:
     void keep_zc_result(int res) noexcept { zc_result_ = res; }
     // At the notification: the result to complete() with.
     int zc_result() const noexcept { return zc_result_; }
+    // The kernel copied a zero-copy send of this connection after all
+    // (IORING_NOTIF_USAGE_ZC_COPIED: loopback, a device without
+    // scatter-gather): the route will not change, so the connection's
+    // later sends are plain copied ones, which cost less than a copied
+    // zero-copy send and need no notification.
+    void decline_zc() noexcept { zc_declined_ = true; }
 
     // The send's CQE: `res` bytes went out, or -errno. `paused` says whether
     // reading is paused for backpressure, `limit` is the queue limit.
@@ -125,6 +131,7 @@ public:
     void reset(chunk_pool& pool) noexcept {
         queue_.clear(pool);
         in_flight_ = false;
+        zc_declined_ = false;
     }
 
 private:
@@ -135,6 +142,7 @@ private:
     msghdr msg_{};
     bool in_flight_ = false;
     int zc_result_ = 0;
+    bool zc_declined_ = false;
 };
 
 }  // namespace zerg::detail

@@ -9,7 +9,8 @@
 // queued chunks stay until then (send_path.hpp). zerg asks for
 // IORING_SEND_ZC_REPORT_USAGE (6.2) so the notification says whether the
 // kernel copied after all (IORING_NOTIF_USAGE_ZC_COPIED: loopback, or a
-// device without scatter-gather), and counts both outcomes. A kernel that
+// device without scatter-gather), and counts both outcomes; a connection
+// whose zero-copy send was copied sends copied from then on. A kernel that
 // lacks the flag (6.0, 6.1) gets copied sends; so does one where send_zc is
 // hidden (zerg::uring::hide, ZERG_URING_HIDE=send_zc).
 //
