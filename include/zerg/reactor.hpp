@@ -53,6 +53,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -848,7 +849,8 @@ void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& cqe) {
     int res = cqe.res;
-    if (uring::cqe_is_notification(cqe)) {
+    bool notified = uring::cqe_is_notification(cqe);
+    if (notified) {
         // A zero-copy send's last CQE: the kernel is done with the memory.
         counters_.zc_sends.add();
         if (static_cast<unsigned>(cqe.res) & IORING_NOTIF_USAGE_ZC_COPIED) {
@@ -857,8 +859,10 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
         }
         res = c.send_.zc_result();
     } else if (uring::cqe_has_more(cqe)) {
-        // A zero-copy send's result; the notification follows.
+        // A zero-copy send's result; the notification follows (for a slow
+        // reader, once its window took the bytes). They left: counted now.
         c.send_.keep_zc_result(res);
+        if (res > 0) counters_.bytes_out.add(static_cast<std::uint64_t>(res));
         return;
     }
     --c.pending_;
@@ -871,7 +875,7 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
     if (sent.failed) {
         abort(c, uring::result_error(res));  // EPIPE, ECONNRESET: the peer is gone
     } else {
-        counters_.bytes_out.add(static_cast<std::uint64_t>(res));
+        if (!notified) counters_.bytes_out.add(static_cast<std::uint64_t>(res));
         if (sent.resume_reading && !input_over(c)) resume_reading(c);
         deadlines_.output(c, !c.send_.empty(), sent.progressed, now_);
         c.mark_for_work();
@@ -1005,6 +1009,18 @@ void basic_reactor<B, Q, S, H>::begin_teardown(connection_type& c) {
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
+    // A zero-copy notification still due does not hold the close back: the
+    // socket keeps the pages until its peer acknowledges them, which a peer
+    // that stopped reading never does. The close, with SO_LINGER 0 (a
+    // reset, which drops the queued bytes), lets the notification come.
+    bool notification_due = c.send_.awaiting_notification();
+    if (c.life_.now == phase::tearing_down && notification_due && c.pending_ == 1) {
+        linger drop{1, 0};
+        ::setsockopt(c.fd_, SOL_SOCKET, SO_LINGER, &drop, sizeof drop);
+        submit(c, op_close, [&](io_uring_sqe* s) { uring::prep_close(s, c.fd_); });
+        c.life_.move_to(phase::closing);
+        return;
+    }
     if (c.pending_ != 0) return;
     if (c.life_.now == phase::tearing_down) {
         // Every operation on the socket has reported back; close it.

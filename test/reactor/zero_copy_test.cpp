@@ -210,3 +210,41 @@ BOOST_AUTO_TEST_CASE(queued_memory_kept_until_the_notification) {
     BOOST_TEST((sp.prepare_send(&sqe, 5, true, 16 * 1024) == zerg::detail::send_path::send_kind::zero_copy));
     sp.reset(pool);
 }
+
+// Answers its first byte with 8 MiB, at once: the first send is a large
+// zero-copy one, made while the peer's window is already small.
+struct big_reply {
+    void on_data(zerg::connection<big_reply>& c, std::span<const std::byte>) {
+        if (c.queued_bytes() > 0) return;
+        std::vector<std::byte> eight(std::size_t{8} << 20, std::byte{0x33});
+        c.write(eight);
+    }
+};
+
+// A peer that stops reading while a zero-copy send's notification is due:
+// the notification comes only once the socket drops the pages, so the
+// write timeout's teardown must close (with a reset) without waiting for
+// it; then it comes, and the slot is freed.
+BOOST_AUTO_TEST_CASE(stalled_reader_with_a_notification_due_is_closed) {
+    if (zerg::test::skip_unless(zc_available(), "send_zc with IORING_SEND_ZC_REPORT_USAGE (Linux 6.2), or it is hidden"))
+        return;
+    auto config = test_config(16 * 1024);
+    config.write_timeout = std::chrono::milliseconds(300);
+    zerg::server<reactor<big_reply>> s(config);
+    s.start();
+    zerg::test::fd_guard c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int small = 4096;
+    ::setsockopt(c.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(s.port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    BOOST_REQUIRE(::connect(c.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    BOOST_REQUIRE(::send(c.get(), "x", 1, MSG_NOSIGNAL) == 1);
+    // Never read: the write timeout closes it; the notification then comes.
+    BOOST_TEST(zerg::test::eventually([&] { return s.totals().closed_timeout == 1u; }));
+    zerg::test::check_clean(s);
+    say(s);
+    BOOST_TEST(s.totals().zc_sends == 1u);
+    s.stop();
+}

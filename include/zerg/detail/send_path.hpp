@@ -96,9 +96,19 @@ public:
     // until the notification says the kernel no longer reads the queued
     // memory. Until then the send stays in flight: nothing it covers is
     // consumed, reused or freed, and the next send waits.
-    void keep_zc_result(int res) noexcept { zc_result_ = res; }
+    void keep_zc_result(int res) noexcept {
+        zc_result_ = res;
+        awaiting_notification_ = true;
+    }
     // At the notification: the result to complete() with.
-    int zc_result() const noexcept { return zc_result_; }
+    int zc_result() noexcept {
+        awaiting_notification_ = false;
+        return zc_result_;
+    }
+    // A zero-copy send returned its result and its notification is due: it
+    // comes once the socket drops the pages (sent and acknowledged, or the
+    // socket reset), so a teardown must not wait for it before the close.
+    bool awaiting_notification() const noexcept { return awaiting_notification_; }
     // The kernel copied a zero-copy send of this connection after all
     // (IORING_NOTIF_USAGE_ZC_COPIED: loopback, a device without
     // scatter-gather): the route will not change, so the connection's
@@ -132,6 +142,7 @@ public:
         queue_.clear(pool);
         in_flight_ = false;
         zc_declined_ = false;
+        awaiting_notification_ = false;
     }
 
 private:
@@ -143,6 +154,7 @@ private:
     bool in_flight_ = false;
     int zc_result_ = 0;
     bool zc_declined_ = false;
+    bool awaiting_notification_ = false;
 };
 
 }  // namespace zerg::detail
