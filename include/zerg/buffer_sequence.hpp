@@ -152,6 +152,13 @@ public:
                 return true;
             });
         }
+        // Calls f(std::span<const std::byte>, int buffer_id) for each
+        // contiguous piece: the provided buffer it sits in, or -1 for bytes
+        // already spilled into the sequence's own memory.
+        template <class F>
+        void for_each_buffer_piece(F f) const {
+            seq_->for_each_buffer_piece(offset_, length_, f);
+        }
 
     private:
         const buffer_sequence* seq_;
@@ -265,6 +272,23 @@ private:
             }
             std::size_t take = std::min(n, s.size() - offset);
             if (!f(s.subspan(offset, take))) return;
+            n -= take;
+            offset = 0;
+        }
+    }
+
+    // As for_each_piece, with the provided buffer of each piece (-1: spilled).
+    template <class F>
+    void for_each_buffer_piece(std::size_t offset, std::size_t n, F& f) const {
+        for (std::size_t i = 0; i < segment_count() && n > 0; ++i) {
+            auto s = segment(i);
+            if (offset >= s.size()) {
+                offset -= s.size();
+                continue;
+            }
+            std::size_t take = std::min(n, s.size() - offset);
+            int id = spilled() ? (i == 0 ? -1 : static_cast<int>(ring_[i - 1].buffer_id)) : static_cast<int>(ring_[i].buffer_id);
+            f(s.subspan(offset, take), id);
             n -= take;
             offset = 0;
         }

@@ -32,6 +32,12 @@ struct server_config {
     int backlog = 4096;
     unsigned max_connections = 4096;     // per reactor; accepting pauses at the total
     std::size_t max_write_queue = 1 << 20;  // bytes queued per connection before reading pauses
+    // A send that carries at least this many queued bytes goes out
+    // zero-copy (send_zc / sendmsg_zc; usage reports need Linux 6.2), the
+    // chunks kept until the kernel's notification; 0 = never. 128 KiB: on
+    // loopback here zero-copy cost less sender CPU than a copy only from
+    // about that size (doc/data-path.md); on a NIC the crossover is lower.
+    std::size_t zero_copy_threshold = 128 * 1024;
     // Bytes of input a sequence or coroutine handler may hold unconsumed
     // (ring buffers plus spill). Past it the connection closes with
     // zerg::error::input_limit: a parser still waiting for the end of a

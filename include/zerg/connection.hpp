@@ -20,6 +20,8 @@
 
 #include <boost/intrusive/list.hpp>
 
+#include <algorithm>
+
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -115,6 +117,39 @@ public:
     void commit(std::size_t n) {
         if (n == 0 || !life_.accepts_writes()) return;
         send_.commit(n);
+        mark_for_work();
+    }
+
+    // ---- sending from the receive buffer ------------------------------------
+    // Queues bytes that still sit in a received provided buffer, in order
+    // with write() and commit(), without copying them: the send reads them
+    // from the buffer, which goes back to the kernel's ring only when the
+    // send that takes their last byte completes, or the connection is torn
+    // down. The write takes its own reference on the buffer: the handler
+    // still releases the item (or consumes the sequence) as it would
+    // without it, at once if it likes. Until that send completes the buffer
+    // is out of the ring, so a peer that does not read holds buffers (up to
+    // max_write_queue bytes' worth before reading pauses). Ignored, as
+    // write() is, once the connection no longer takes writes.
+    void write_from(const ring_item& item) { write_from(item, 0, item.size); }
+    // Bytes [offset, offset + length) of the item (clamped to it).
+    void write_from(const ring_item& item, std::size_t offset, std::size_t length) {
+        if (!life_.accepts_writes() || offset >= item.size) return;
+        auto bytes = item.bytes().subspan(offset, std::min<std::size_t>(length, item.size - offset));
+        if (!pool_->holds_buffers()) return write(bytes);
+        send_.append_held(bytes, item.buffer_id, *pool_);
+        mark_for_work();
+    }
+    // A slice of this connection's input (sequence and coroutine handlers).
+    // Bytes already spilled into the sequence's own memory are copied.
+    void write_from(const buffer_sequence::slice_view& bytes) {
+        if (!life_.accepts_writes()) return;
+        bytes.for_each_buffer_piece([&](std::span<const std::byte> piece, int id) {
+            if (id < 0 || !pool_->holds_buffers())
+                send_.append(piece, *pool_);
+            else
+                send_.append_held(piece, static_cast<std::uint16_t>(id), *pool_);
+        });
         mark_for_work();
     }
 

@@ -21,8 +21,13 @@
     X(bytes_in, counter, "bytes received")                                            \
     X(bytes_out, counter, "bytes sent")                                               \
     X(buffers_in_use, gauge, "provided buffers out of the kernel's hands")            \
+    X(zc_sends, counter, "zero-copy sends completed (send_zc / sendmsg_zc, notification received)") \
+    X(zc_copied, counter, "zero-copy sends the kernel copied after all (IORING_NOTIF_USAGE_ZC_COPIED, 6.2)") \
+    X(zc_unavailable, counter, "sends at or above zero_copy_threshold copied: zero-copy off, missing, or copied by the kernel before on that connection") \
+    X(buffer_writes, counter, "writes sent straight from a receive buffer (write_from, not copied)") \
     X(handoffs, counter, "connections received from the acceptor")                    \
     X(wakeups, counter, "times the reactor was woken from sleep by its inbox")        \
+    X(bundle_completions, counter, "receive completions that filled more than one buffer (bundles, 6.10)") \
     X(enobufs, counter, "receives that found the buffer ring empty")                  \
     X(recv_rearms, counter, "multishot receives armed again")                         \
     X(read_pauses, counter, "times reading paused for backpressure")                  \

@@ -71,6 +71,17 @@ inline constexpr metric<reactor_counters> reactor_metrics[] = {
      &reactor_counters::cq_overflows},
     {"cq_resizes_total", metric_kind::counter, "Times the CQ was grown after an overflow (Linux 6.13).",
      &reactor_counters::cq_resizes},
+    {"bundle_completions_total", metric_kind::counter, "Receive completions that filled more than one buffer (bundles).",
+     &reactor_counters::bundle_completions},
+    {"buffer_writes_total", metric_kind::counter, "Writes sent straight from a receive buffer (write_from).",
+     &reactor_counters::buffer_writes},
+    {"zero_copy_sends_total", metric_kind::counter, "Zero-copy sends completed (notification received).",
+     &reactor_counters::zc_sends},
+    {"zero_copy_copied_total", metric_kind::counter, "Zero-copy sends the kernel copied after all.",
+     &reactor_counters::zc_copied},
+    {"zero_copy_unavailable_total", metric_kind::counter,
+     "Sends at or above the zero-copy threshold that were copied (zero-copy off, missing or declined).",
+     &reactor_counters::zc_unavailable},
 };
 
 inline constexpr metric<acceptor_counters> acceptor_metrics[] = {

@@ -41,6 +41,7 @@
 #include <zerg/detail/deadlines.hpp>
 #include <zerg/detail/multishot_accept.hpp>
 #include <zerg/detail/posted_work.hpp>
+#include <zerg/detail/zero_copy.hpp>
 #include <zerg/error.hpp>
 #include <zerg/handler.hpp>
 #include <zerg/policy/buffer.hpp>
@@ -48,13 +49,15 @@
 #include <zerg/policy/submission.hpp>
 #include <zerg/reactor_options.hpp>
 #include <zerg/task.hpp>
-#include <zerg/uring/operations.hpp>
+#include <zerg/uring/compat.hpp>
 #include <zerg/uring/hidden_features.hpp>
+#include <zerg/uring/operations.hpp>
 #include <zerg/uring/ring.hpp>
 #include <zerg/uring/user_data.hpp>
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -139,6 +142,10 @@ public:
     const accept_stats& listener_counters() const noexcept { return listener_stats_; }
     // After setup(), any thread: every feature that fell back, with the reason.
     const std::vector<std::string>& fallbacks() const noexcept { return fallbacks_; }
+    // After setup(), any thread: receives are bundles (several buffers per completion).
+    bool bundles() const noexcept { return bundles_; }
+    // After setup(), any thread: sends of zero_copy_threshold bytes or more go zero-copy.
+    bool zero_copy() const noexcept { return zero_copy_; }
     // After setup(), any thread: the ring's setup flags, for reports.
     unsigned ring_flags() const noexcept { return ring_flags_; }
     // After setup(), any thread: the port of this reactor's own listener (reuse_port mode).
@@ -301,10 +308,11 @@ private:
             counters_.closed_other.add();
     }
     bool table_full() const noexcept { return free_.empty() && slots_ == config_.max_connections; }
-    void deliver(connection_type& c, received_bytes bytes);
+    void deliver(connection_type& c, received_bytes bytes, bool last = true);
     void after_task_step(connection_type& c);
     void resume(connection_type& c, std::coroutine_handle<>& waiting);
     static void release_buffer(void* self, std::uint16_t id) noexcept { static_cast<basic_reactor*>(self)->buffers_.release(id); }
+    static void hold_buffer(void* self, std::uint16_t id) noexcept { static_cast<basic_reactor*>(self)->buffers_.hold(id); }
     // Received bytes kept across callbacks (sequence and coroutine handlers).
     static constexpr bool keeps_input = sequence_handler<Handler> || coroutine_handler<Handler>;
 
@@ -336,6 +344,8 @@ private:
     accept_stats listener_stats_;
     std::vector<std::string> fallbacks_;
     unsigned ring_flags_ = 0;
+    bool bundles_ = false;  // receives are armed as bundles (IORING_RECVSEND_BUNDLE, 6.10)
+    bool zero_copy_ = false;  // large sends go zero-copy (send_zc with usage reports, 6.2)
     int listener_ = -1;
     std::uint16_t listener_port_ = 0;
     detail::multishot_accept accept_;        // reuse_port: this reactor's own listener
@@ -408,6 +418,23 @@ void basic_reactor<B, Q, S, H>::setup() {
     } at_exit{this};
 
     buffers_.setup(*ring_, size, count, 0);
+    pool_.bind_buffers(&hold_buffer, &release_buffer, this);  // connection::write_from
+    // Bundle receives (6.10): one CQE fills several consecutive buffers.
+    if (!buffers_.can_bundle())
+        fallbacks_.push_back("recv_bundle: incremental buffers are in effect; zerg does not combine them with bundles "
+                             "(the kernel does from Linux 6.15): one buffer slice per receive completion");
+    else if (uring::is_hidden(uring::feature::recv_bundle))
+        fallbacks_.push_back("recv_bundle: hidden by zerg::uring::hide (test hook or ZERG_URING_HIDE): one buffer per "
+                             "receive completion");
+    else if (!ring_->has_kernel_feature(IORING_FEAT_RECVSEND_BUNDLE))
+        fallbacks_.push_back("recv_bundle: the kernel lacks IORING_RECVSEND_BUNDLE (needs Linux 6.10): one buffer per "
+                             "receive completion");
+    else
+        bundles_ = true;
+    if (auto why = detail::zero_copy_unavailable(config_.zero_copy_threshold); !why.empty())
+        fallbacks_.push_back("send_zc: " + why);
+    else
+        zero_copy_ = true;
     if (auto fb = buffers_.fallback(); !fb.empty()) fallbacks_.push_back("buffers: " + fb);
 
     frame_pool::current() = &frames_;  // coroutine frames of this thread's connections
@@ -583,6 +610,7 @@ void basic_reactor<B, Q, S, H>::loop() {
         buffers_.publish();
         feed_starved();
         counters_.buffers_in_use.set(buffers_.in_use());
+        counters_.buffer_writes.set(pool_.held_total());
         if (finished()) break;
         counters_.loop_time.record(static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - now_).count()));
@@ -709,7 +737,12 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
         // A completion for a connection that is gone. Cannot happen while a
         // slot waits for its last CQE before reuse; counted, never delivered.
         counters_.stale_completions.add();
-        if (uring::cqe_has_buffer(cqe)) buffers_.release(buffers_.take(cqe).buffer_id);
+        if (uring::cqe_has_buffer(cqe)) {
+            if (bundles_)
+                buffers_.take_bundle(cqe, [this](received_bytes b, bool) { buffers_.release(b.buffer_id); });
+            else
+                buffers_.release(buffers_.take(cqe).buffer_id);
+        }
         return;
     }
     connection_type& c = slot_at(ud.slot());
@@ -781,8 +814,11 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
     }
 }
 
+// One buffer's bytes to the handler. A bundle completion delivers several in
+// a row; `last` marks its final one (sequence and coroutine handlers are
+// called once per completion, with every buffer of it in their input).
 template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes) {
+void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes, bool last) {
     if constexpr (span_handler<H>) {
         bool ok = guarded(c, [&] { handler_.on_data(c, std::span<const std::byte>(bytes.data, bytes.size)); });
         buffers_.release(bytes.buffer_id);
@@ -797,6 +833,13 @@ void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes
         }
         deadlines_.input(c, c.partial_, std::exchange(c.completed_, false), now_);
     } else {
+        if (!last) {
+            guarded(c, [&] {
+                if (c.input_.full()) c.input_.spill();  // may allocate
+                c.input_.push(bytes.data, bytes.size, bytes.buffer_id);
+            });
+            return;
+        }
         std::size_t before = 0;
         bool ok = guarded(c, [&] {
             if (c.input_.full()) c.input_.spill();  // may allocate
@@ -857,13 +900,27 @@ void basic_reactor<B, Q, S, H>::after_task_step(connection_type& c) {
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& cqe) {
     if (uring::cqe_has_buffer(cqe)) {
-        received_bytes bytes = buffers_.take(cqe);
-        if (cqe.res > 0 && c.life_.is_open()) {
-            counters_.bytes_in.add(bytes.size);
+        bool live = cqe.res > 0 && c.life_.is_open();
+        if (live) {
+            counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
             deadlines_.activity(c, now_);
-            deliver(c, bytes);
+        }
+        if (bundles_) {
+            // Buffers after one the handler closed on are dropped, as later
+            // completions would be.
+            unsigned n = buffers_.take_bundle(cqe, [&](received_bytes bytes, bool last) {
+                if (live && c.life_.is_open())
+                    deliver(c, bytes, last);
+                else
+                    buffers_.release(bytes.buffer_id);
+            });
+            if (n > 1) counters_.bundle_completions.add();
         } else {
-            buffers_.release(bytes.buffer_id);
+            received_bytes bytes = buffers_.take(cqe);
+            if (live)
+                deliver(c, bytes);
+            else
+                buffers_.release(bytes.buffer_id);
         }
     }
     if (uring::cqe_has_more(cqe)) return;
@@ -903,18 +960,35 @@ void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& 
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& cqe) {
+    int res = cqe.res;
+    bool notified = uring::cqe_is_notification(cqe);
+    if (notified) {
+        // A zero-copy send's last CQE: the kernel is done with the memory.
+        counters_.zc_sends.add();
+        if (static_cast<unsigned>(cqe.res) & IORING_NOTIF_USAGE_ZC_COPIED) {
+            counters_.zc_copied.add();
+            c.send_.decline_zc();  // copied anyway: this connection copies from now on
+        }
+        res = c.send_.zc_result();
+    } else if (uring::cqe_has_more(cqe)) {
+        // A zero-copy send's result; the notification follows (for a slow
+        // reader, once its window took the bytes). They left: counted now.
+        c.send_.keep_zc_result(res);
+        if (res > 0) counters_.bytes_out.add(static_cast<std::uint64_t>(res));
+        return;
+    }
     --c.pending_;
     connection_type& source = source_of(c);  // c itself unless it relays (throttle())
     bool paused = source.life_.read == read_state::paused || source.life_.read == read_state::cancelling;
-    detail::send_outcome sent = c.send_.complete(cqe.res, pool_, paused, config_.max_write_queue);
+    detail::send_outcome sent = c.send_.complete(res, pool_, paused, config_.max_write_queue);
     if (c.life_.torn_down()) {  // aborted meanwhile: nothing more to send or time
         finish_if_done(c);
         return;
     }
     if (sent.failed) {
-        abort(c, uring::result_error(cqe.res));  // EPIPE, ECONNRESET: the peer is gone
+        abort(c, uring::result_error(res));  // EPIPE, ECONNRESET: the peer is gone
     } else {
-        counters_.bytes_out.add(static_cast<std::uint64_t>(cqe.res));
+        if (!notified) counters_.bytes_out.add(static_cast<std::uint64_t>(res));
         if (sent.resume_reading && !input_over(source)) {
             resume_reading(source);
             source.mark_for_work();
@@ -939,7 +1013,12 @@ void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
             pause_reading(source_of(c));
         return;
     }
-    if (c.send_.ready()) submit(c, op_send, [&](io_uring_sqe* s) { c.send_.prepare_send(s, c.fd_); });
+    if (c.send_.ready())
+        submit(c, op_send, [&](io_uring_sqe* s) {
+            if (c.send_.prepare_send(s, c.fd_, zero_copy_, config_.zero_copy_threshold) ==
+                detail::send_path::send_kind::copied_above_threshold)
+                counters_.zc_unavailable.add();
+        });
     deadlines_.output(c, !c.send_.empty(), false, now_);
     if (c.send_.over(config_.max_write_queue) || input_over(c)) {
         pause_reading(input_over(c) ? c : source_of(c));
@@ -1010,7 +1089,12 @@ void basic_reactor<B, Q, S, H>::resume_reading(connection_type& c) {
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::arm_recv(connection_type& c) {
-    submit(c, op_recv, [&](io_uring_sqe* s) { uring::prep_recv_multishot(s, c.fd_, buffers_.group()); });
+    submit(c, op_recv, [&](io_uring_sqe* s) {
+        if (bundles_)
+            uring::prep_recv_bundle(s, c.fd_, buffers_.group(), true);
+        else
+            uring::prep_recv_multishot(s, c.fd_, buffers_.group());
+    });
     c.life_.move_to(read_state::armed);
     if (c.recv_arms_++) counters_.recv_rearms.add();
 }
@@ -1053,6 +1137,18 @@ void basic_reactor<B, Q, S, H>::begin_teardown(connection_type& c) {
 
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
+    // A zero-copy notification still due does not hold the close back: the
+    // socket keeps the pages until its peer acknowledges them, which a peer
+    // that stopped reading never does. The close, with SO_LINGER 0 (a
+    // reset, which drops the queued bytes), lets the notification come.
+    bool notification_due = c.send_.awaiting_notification();
+    if (c.life_.now == phase::tearing_down && notification_due && c.pending_ == 1) {
+        linger drop{1, 0};
+        ::setsockopt(c.fd_, SOL_SOCKET, SO_LINGER, &drop, sizeof drop);
+        submit(c, op_close, [&](io_uring_sqe* s) { uring::prep_close(s, c.fd_); });
+        c.life_.move_to(phase::closing);
+        return;
+    }
     if (c.pending_ != 0) return;
     if (c.life_.now == phase::tearing_down) {
         if (c.fd_ < 0) {  // an outbound connection whose socket never came

@@ -48,10 +48,11 @@ constexpr const char* buffer_geometry_error(unsigned size, unsigned count) noexc
 
 namespace detail {
 
-// Shared by both policies: a buffer_ring plus, in incremental mode, a count
-// of slices the application still holds per buffer, because a buffer can go
-// back to the kernel only when the kernel is done with it (no BUF_MORE) and
-// every slice of it has been released.
+// Shared by both policies: a buffer_ring plus a count of references the
+// application still holds per buffer (slices taken, plus holds by sends from
+// the receive buffer), because a buffer can go back to the kernel only when
+// every reference has been released and, in incremental mode, the kernel is
+// done with it (no BUF_MORE).
 template <bool Incremental>
 class buffer_pool {
 public:
@@ -62,10 +63,8 @@ public:
         options.buffer_size = size;
         options.incremental = Incremental;
         ring_ = std::make_unique<uring::buffer_ring>(ring, options);
-        if constexpr (Incremental) {
-            slices_.assign(count, 0);
-            kernel_done_.assign(count, 0);
-        }
+        refs_.assign(count, 0);
+        if constexpr (Incremental) kernel_done_.assign(count, 0);
     }
 
     std::uint16_t group() const noexcept { return ring_->group(); }
@@ -77,20 +76,48 @@ public:
     // Precondition: the CQE carries a buffer (IORING_CQE_F_BUFFER).
     received_bytes take(const io_uring_cqe& cqe) noexcept {
         auto s = ring_->take(cqe);
+        ++refs_[s.id];
         if constexpr (Incremental) {
-            if (ring_->incremental()) {
-                ++slices_[s.id];
-                kernel_done_[s.id] = s.last_use;
-            }
+            if (ring_->incremental()) kernel_done_[s.id] = s.last_use;
         }
         return {s.data, s.size, s.id};
     }
 
-    // The application is done with the bytes of one take().
+    // Bundle receives (IORING_RECVSEND_BUNDLE, 6.10) can be used with this
+    // pool: plain mode only. The kernel learned to bundle incrementally
+    // consumed buffers in 6.15; zerg keeps the two apart (incremental mode
+    // takes no bundles) rather than guess which 6.1x kernel it runs on.
+    bool can_bundle() const noexcept { return ring_ && !ring_->incremental(); }
+
+    // The buffers of one bundle receive completion, in stream order: calls
+    // f(received_bytes, last) for each, `last` for the final one. Returns
+    // how many buffers the completion filled. Precondition: can_bundle()
+    // and the CQE carries a buffer.
+    template <class F>
+    unsigned take_bundle(const io_uring_cqe& cqe, F&& f) {
+        std::uint32_t total = cqe.res > 0 ? static_cast<std::uint32_t>(cqe.res) : 0, seen = 0;
+        unsigned n = 0;
+        ring_->take_bundle(cqe, [&](const uring::buffer_ring::slice& s) {
+            ++refs_[s.id];
+            seen += s.size;
+            ++n;
+            f(received_bytes{s.data, s.size, s.id}, seen >= total);
+        });
+        return n;
+    }
+
+    // One more reference on buffer `id`, which the application holds (a
+    // send from the receive buffer): release() must be called once more.
+    void hold(std::uint16_t id) noexcept { ++refs_[id]; }
+
+    // The application is done with the bytes of one take() (or one hold()).
+    // The buffer goes back when the last reference goes and, in incremental
+    // mode, the kernel put its last slice in it.
     void release(std::uint16_t id) noexcept {
+        if (--refs_[id] != 0) return;
         if constexpr (Incremental) {
             if (ring_->incremental()) {
-                if (--slices_[id] != 0 || !kernel_done_[id]) return;
+                if (!kernel_done_[id]) return;
                 kernel_done_[id] = 0;
             }
         }
@@ -102,7 +129,7 @@ public:
 
 private:
     std::unique_ptr<uring::buffer_ring> ring_;
-    std::vector<std::uint32_t> slices_;
+    std::vector<std::uint32_t> refs_;  // per buffer: takes (slices) and holds not yet released
     std::vector<std::uint8_t> kernel_done_;
 };
 
@@ -136,8 +163,11 @@ concept buffer_policy = std::default_initializable<B> && requires(B b, const B c
     { B::name } -> std::convertible_to<const char*>;
     b.setup(r, 4096u, 64u, id);          // make the ring's buffer group
     { b.take(cqe) } -> std::same_as<received_bytes>;
-    b.release(id);                       // handler done with those bytes
+    b.hold(id);                          // one more reference (a send from the buffer)
+    b.release(id);                       // handler (or send) done with those bytes
     b.publish();                         // end of loop iteration
+    { cb.can_bundle() } -> std::convertible_to<bool>;  // bundle receives possible (plain mode)
+    { b.take_bundle(cqe, +[](received_bytes, bool) {}) } -> std::convertible_to<unsigned>;
     { cb.group() } -> std::convertible_to<std::uint16_t>;
     { cb.in_use() } -> std::convertible_to<unsigned>;
     { cb.count() } -> std::convertible_to<unsigned>;

@@ -34,6 +34,7 @@ enum class feature : std::uint32_t {
     resize_rings = 1u << 16,         // IORING_REGISTER_RESIZE_RINGS, 6.13
     napi = 1u << 17,                 // IORING_REGISTER_NAPI, 6.9
     ring_socket = 1u << 18,          // IORING_OP_SOCKET, 5.19 (outbound connections)
+    send_zc = 1u << 19,              // IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE, 6.2
 };
 
 struct feature_name {
@@ -61,6 +62,7 @@ inline constexpr feature_name feature_names[] = {
     {feature::resize_rings, "resize_rings"},
     {feature::napi, "napi"},
     {feature::ring_socket, "ring_socket"},
+    {feature::send_zc, "send_zc"},
 };
 
 inline constexpr std::string_view to_string(feature f) noexcept {
