@@ -54,6 +54,16 @@ struct echo {
     void on_data(zerg::connection<echo>& c, std::span<const std::byte> bytes) { c.write(bytes); }
 };
 
+// The same echo without the copy: the received buffer itself is sent
+// (connection::write_from) and goes back to the ring when the send is done,
+// as the liburing baseline does.
+struct echo_from_buffer {
+    void on_ring_item(zerg::connection<echo_from_buffer>& c, zerg::ring_item item) {
+        c.write_from(item);
+        c.release(item);
+    }
+};
+
 template <class Buffer, class Queue, class Submission>
 using zerg_echo = zerg::basic_reactor<Buffer, Queue, Submission, echo>;
 
@@ -204,10 +214,12 @@ const std::vector<variant>& variants() {
              c.buffer_size = 64 * 1024;
              c.buffer_count = 64;  // the same 4 MiB as 4 KiB x 1024
          }},
-        // Next, as issue 10's data path adds the fields (names to be checked then):
-        // {"zerg bundles off", [](zerg::server_config& c) { c.bundles = false; }},
-        // {"zerg zero-copy off", [](zerg::server_config& c) { c.zero_copy_threshold = 0; }},
-        // {"zerg direct descriptors off", [](zerg::server_config& c) { c.direct_descriptors = false; }},
+        // Bundles are on wherever the kernel has them (6.10); hiding the
+        // feature in this server process is how a user turns them off too.
+        {"zerg bundles off", [](zerg::server_config&) { zerg::uring::hide(zerg::uring::feature::recv_bundle); }},
+        {"zerg zero-copy off", [](zerg::server_config& c) { c.zero_copy_threshold = 0; }},
+        {"zerg zero-copy from 4 KiB", [](zerg::server_config& c) { c.zero_copy_threshold = 4096; }},
+        // Direct descriptors: not on the reactor's data path yet (issue 10).
     };
     return all;
 }
@@ -222,6 +234,10 @@ const std::vector<configuration>& configurations() {
     static const std::vector<configuration> all = [] {
         std::vector<configuration> v = {
             {reference_name, [](const options& o) { return serve_zerg<reference_reactor>(o); }},
+            {"zerg provided/spsc/plain write_from",
+             [](const options& o) {
+                 return serve_zerg<zerg::basic_reactor<provided, zerg::spsc_handoff<>, zerg::plain_submission, echo_from_buffer>>(o);
+             }},
             {"zerg incremental/spsc/plain",
              [](const options& o) { return serve_zerg<zerg_echo<incremental, zerg::spsc_handoff<>, zerg::plain_submission>>(o); }},
             {"zerg provided/mpmc/plain",

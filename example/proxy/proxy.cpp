@@ -50,14 +50,16 @@ struct proxy {
         up->throttle(c.handle());
     }
 
-    // The one place bytes cross from one side to the other. Written with
-    // the plain write() (a copy into the peer's queue); sending straight
-    // from the receive buffer would change this function alone.
-    void on_data(connection& from, std::span<const std::byte> bytes) {
+    // The one place bytes cross from one side to the other: the received
+    // buffer itself is queued on the peer (connection::write_from, no copy)
+    // and goes back to the ring when that send completes. A side whose peer
+    // does not read gets copies once it holds its share of the ring.
+    void on_ring_item(connection& from, zerg::ring_item item) {
         if (connection* to = from.find(from.state().peer))
-            to->write(bytes);
+            to->write_from(item);
         else
             from.close();
+        from.release(item);
     }
 
     // `c`'s peer will send no more: pass the FIN on, and keep relaying the

@@ -128,15 +128,19 @@ public:
     // down. The write takes its own reference on the buffer: the handler
     // still releases the item (or consumes the sequence) as it would
     // without it, at once if it likes. Until that send completes the buffer
-    // is out of the ring, so a peer that does not read holds buffers (up to
-    // max_write_queue bytes' worth before reading pauses). Ignored, as
-    // write() is, once the connection no longer takes writes.
+    // is out of the ring, so a peer that does not read would keep buffers
+    // from every other connection of the reactor: the bytes are copied
+    // instead (as write() does) once this connection holds
+    // max_held_buffers, or while fewer than a quarter of the ring's buffers
+    // are free. Ignored, as write() is, once the connection no longer takes
+    // writes.
+    static constexpr std::size_t max_held_buffers = 16;
     void write_from(const ring_item& item) { write_from(item, 0, item.size); }
     // Bytes [offset, offset + length) of the item (clamped to it).
     void write_from(const ring_item& item, std::size_t offset, std::size_t length) {
         if (!life_.accepts_writes() || offset >= item.size) return;
         auto bytes = item.bytes().subspan(offset, std::min<std::size_t>(length, item.size - offset));
-        if (!pool_->holds_buffers()) return write(bytes);
+        if (!may_hold()) return write(bytes);
         send_.append_held(bytes, item.buffer_id, *pool_);
         mark_for_work();
     }
@@ -145,7 +149,7 @@ public:
     void write_from(const buffer_sequence::slice_view& bytes) {
         if (!life_.accepts_writes()) return;
         bytes.for_each_buffer_piece([&](std::span<const std::byte> piece, int id) {
-            if (id < 0 || !pool_->holds_buffers())
+            if (id < 0 || !may_hold())
                 send_.append(piece, *pool_);
             else
                 send_.append_held(piece, static_cast<std::uint16_t>(id), *pool_);
@@ -267,6 +271,10 @@ private:
     using starved_list = boost::intrusive::list<connection, boost::intrusive::base_hook<detail::starved_hook>>;
 
     bool in_work_list() const noexcept { return detail::work_hook::is_linked(); }
+    // write_from() may queue one more buffer by reference (see there).
+    bool may_hold() const noexcept {
+        return pool_->holds_buffers() && send_.held_buffers() < max_held_buffers && !pool_->ring_low();
+    }
     void mark_for_work() noexcept {
         if (!in_work_list()) work_->push_back(*this);
     }

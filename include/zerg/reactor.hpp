@@ -313,6 +313,11 @@ private:
     void resume(connection_type& c, std::coroutine_handle<>& waiting);
     static void release_buffer(void* self, std::uint16_t id) noexcept { static_cast<basic_reactor*>(self)->buffers_.release(id); }
     static void hold_buffer(void* self, std::uint16_t id) noexcept { static_cast<basic_reactor*>(self)->buffers_.hold(id); }
+    // A quarter of the ring or less is free (the same rule as a sequence's spill).
+    static bool buffers_low(void* self) noexcept {
+        auto& b = static_cast<basic_reactor*>(self)->buffers_;
+        return b.in_use() * 4 > b.count() * 3;
+    }
     // Received bytes kept across callbacks (sequence and coroutine handlers).
     static constexpr bool keeps_input = sequence_handler<Handler> || coroutine_handler<Handler>;
 
@@ -418,7 +423,7 @@ void basic_reactor<B, Q, S, H>::setup() {
     } at_exit{this};
 
     buffers_.setup(*ring_, size, count, 0);
-    pool_.bind_buffers(&hold_buffer, &release_buffer, this);  // connection::write_from
+    pool_.bind_buffers(&hold_buffer, &release_buffer, &buffers_low, this);  // connection::write_from
     // Bundle receives (6.10): one CQE fills several consecutive buffers.
     if (!buffers_.can_bundle())
         fallbacks_.push_back("recv_bundle: incremental buffers are in effect; zerg does not combine them with bundles "
@@ -864,7 +869,7 @@ void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes
         }
         // Bytes left for later: off the ring when it runs low (a quarter
         // left), so a slow parser never starves other connections.
-        if (!c.input_.empty() && c.input_.ring_segments() && buffers_.in_use() * 4 > buffers_.count() * 3)
+        if (!c.input_.empty() && c.input_.ring_segments() && buffers_low(this))
             guarded(c, [&] { c.input_.spill(); });
         if (c.life_.torn_down()) return;
         // A message was completed: what is left is a new partial one, whose

@@ -163,7 +163,7 @@ BOOST_AUTO_TEST_CASE(queued_memory_kept_until_the_notification) {
         unsigned* released;
     } ctx{&held, &released};
     pool.bind_buffers([](void* c, std::uint16_t) noexcept { ++*static_cast<counts*>(c)->held; },
-                      [](void* c, std::uint16_t) noexcept { ++*static_cast<counts*>(c)->released; }, &ctx);
+                      [](void* c, std::uint16_t) noexcept { ++*static_cast<counts*>(c)->released; }, nullptr, &ctx);
     zerg::detail::send_path sp;
     std::vector<std::byte> big(100 * 1024, std::byte{0x42});
     std::vector<std::byte> ring_bytes(4096, std::byte{0x17});

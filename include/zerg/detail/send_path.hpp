@@ -52,6 +52,8 @@ public:
     void append_held(std::span<const std::byte> bytes, std::uint16_t id, chunk_pool& pool) {
         queue_.append_held(bytes, id, pool);
     }
+    // Provided buffers the queue holds (connection::write_from's cap).
+    std::size_t held_buffers() const noexcept { return queue_.held(); }
     std::span<std::byte> prepare(std::size_t min, chunk_pool& pool) { return queue_.prepare(min, pool); }
     void commit(std::size_t n) noexcept { queue_.commit(n); }
 

@@ -59,6 +59,7 @@ class chunk_pool {
 public:
     static constexpr std::size_t default_keep = 64;
     using buffer_fn = void (*)(void* context, std::uint16_t buffer_id) noexcept;
+    using low_fn = bool (*)(void* context) noexcept;
 
     explicit chunk_pool(std::size_t keep = default_keep) noexcept : keep_(keep) {}
     chunk_pool(const chunk_pool&) = delete;
@@ -76,13 +77,16 @@ public:
         }
     }
 
-    void bind_buffers(buffer_fn hold, buffer_fn release, void* context) noexcept {
+    void bind_buffers(buffer_fn hold, buffer_fn release, low_fn low, void* context) noexcept {
         hold_ = hold;
         release_buffer_ = release;
+        low_ = low;
         context_ = context;
     }
     // Without bound buffers (a pool outside a reactor) nothing can be held.
     bool holds_buffers() const noexcept { return hold_ != nullptr; }
+    // The ring runs low on buffers: a write should copy rather than hold one.
+    bool ring_low() const noexcept { return low_ && low_(context_); }
 
     // A segment for `bytes` of provided buffer `id`, which now has one more
     // reference (dropped by release()).
@@ -163,6 +167,7 @@ private:
     std::uint64_t held_total_ = 0;
     std::size_t free_refs_count_ = 0;
     buffer_fn hold_ = nullptr;
+    low_fn low_ = nullptr;
     buffer_fn release_buffer_ = nullptr;
     void* context_ = nullptr;
 };
@@ -189,7 +194,10 @@ public:
         if (bytes.empty()) return;
         segments_.push_back(*pool.acquire_ref(bytes, id));
         queued_ += bytes.size();
+        ++held_;
     }
+    // Provided buffers this queue holds a reference on.
+    std::size_t held() const noexcept { return held_; }
 
     // Space at the tail for writing in place: at least `min` contiguous bytes.
     std::span<std::byte> prepare(std::size_t min, chunk_pool& pool) {
@@ -226,6 +234,7 @@ public:
             if (head.size() == 0 && (head.held() || &head != &segments_.back() ||
                                      static_cast<write_chunk&>(head).room() == 0)) {
                 segments_.pop_front();
+                if (head.held()) --held_;
                 pool.release(&head);
             }
         }
@@ -239,6 +248,7 @@ public:
             pool.release(&s);
         }
         queued_ = 0;
+        held_ = 0;
     }
 
 private:
@@ -252,6 +262,7 @@ private:
 
     segment_list segments_;
     std::size_t queued_ = 0;
+    std::size_t held_ = 0;
 };
 
 }  // namespace zerg::detail
