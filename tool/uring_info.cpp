@@ -1,8 +1,12 @@
 // uring-info: what this kernel's io_uring offers, and which path zerg takes
 // for each feature. ZERG_URING_HIDE=feature,... shows the fallback paths.
-#include <zerg/uring.hpp>
+// Last, it starts a default reactor (zerg::reactor<H> on 127.0.0.1, an
+// ephemeral port, one reactor and the acceptor) and prints what that
+// reactor does, as server::fallbacks_by_component() reports it.
+#include <zerg/zerg.hpp>
 
 #include <cstdio>
+#include <exception>
 #include <string>
 
 namespace uring = zerg::uring;
@@ -13,6 +17,38 @@ const char* yes(bool b) { return b ? "yes" : "no"; }
 
 void path(const char* what, bool fast, const char* fast_path, const char* fallback_path) {
     std::printf("  %-22s %s\n", what, fast ? fast_path : fallback_path);
+}
+
+// The smallest handler: enough for a reactor to start.
+struct echo {
+    void on_ring_item(zerg::connection<echo>& c, zerg::ring_item item) {
+        c.write_from(item);
+        c.release(item);
+    }
+};
+
+// Starts and stops a default server, printing the paths its reactor took.
+void default_reactor_paths() {
+    std::printf("\na default reactor here (zerg::reactor<H>: %s):\n", zerg::reactor<echo>::policy_names().c_str());
+    try {
+        zerg::server_config config;
+        config.address = "127.0.0.1";
+        config.port = 0;
+        config.reactors = 1;
+        zerg::server<zerg::reactor<echo>> server(config);
+        server.start();
+        auto& r = server.reactor(0);
+        path("receive", r.bundles(), "multishot recv as bundles (several buffers per CQE)",
+             "multishot recv, one buffer per CQE (fallback)");
+        path("large sends", r.zero_copy(), "zero-copy from server_config::zero_copy_threshold",
+             "copied (fallback)");
+        auto by = server.fallbacks_by_component();
+        if (by.empty()) std::printf("  no fallback\n");
+        for (auto const& [who, what] : by) std::printf("  %-22s %s\n", who.c_str(), what.c_str());
+        server.stop();
+    } catch (const std::exception& e) {
+        std::printf("  could not start one: %s\n", e.what());
+    }
 }
 
 struct operation {
@@ -171,5 +207,6 @@ int main() {
         for (auto const& fb : r.fallbacks())
             std::printf("  %-22s %s\n", std::string(uring::to_string(fb.what)).c_str(), fb.reason.c_str());
     }
+    default_reactor_paths();
     return 0;
 }
