@@ -410,9 +410,12 @@ private:
         }
         if (flags_ & IORING_SETUP_SQPOLL) {
             // The tail store must be visible before we read NEED_WAKEUP, or
-            // the kernel thread could go to sleep without seeing our SQEs.
-            std::atomic_thread_fence(std::memory_order_seq_cst);
-            sq_flags = std::atomic_ref<unsigned>(*mem_.sq().kflags).load(std::memory_order_relaxed);
+            // the kernel thread could go to sleep without seeing our SQEs. A
+            // locked read-modify-write that changes nothing is that full
+            // barrier and the read in one (and, unlike atomic_thread_fence,
+            // ThreadSanitizer builds accept it); the kernel only ever sets
+            // and clears these bits atomically, so nothing of its is lost.
+            sq_flags = std::atomic_ref<unsigned>(*mem_.sq().kflags).fetch_or(0, std::memory_order_seq_cst);
             if (sq_flags & IORING_SQ_NEED_WAKEUP) flags |= IORING_ENTER_SQ_WAKEUP;
             if (!(flags & (IORING_ENTER_GETEVENTS | IORING_ENTER_SQ_WAKEUP))) return static_cast<int>(submit);
             int r = sys::enter(enter_fd_, submit, wait_nr, flags | enter_flags_, arg, argsz);
