@@ -31,6 +31,7 @@
 #include <zerg/address.hpp>
 #include <zerg/detail/datagram_outbox.hpp>
 #include <zerg/detail/eventfd_waker.hpp>
+#include <zerg/detail/worker_thread.hpp>
 #include <zerg/error.hpp>
 #include <zerg/multicast.hpp>
 #include <zerg/uring/buffer_ring.hpp>
@@ -53,7 +54,6 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -674,36 +674,16 @@ private:
         stopping_ = false;
     }
 
-    // Runs setup() then run() on a new thread; returns once setup() is done
-    // and rethrows here what it threw.
+    // Runs setup() then run() on a new thread (detail::start_worker); an
+    // exception from run() is kept for failure() and stop().
     std::thread start_thread(endpoint_type& e) {
-        std::promise<void> ready;
-        auto done = ready.get_future();
-        std::thread t([this, &e, &ready] {
-            try {
-                e.setup();
-            } catch (...) {
-                ready.set_exception(std::current_exception());
-                return;
+        return detail::start_worker([&e] { e.setup(); }, [&e] { e.run(); }, [this](std::exception_ptr x) {
+            {
+                std::lock_guard lock(mutex_);
+                if (!failure_) failure_ = x;
             }
-            ready.set_value();
-            try {
-                e.run();
-            } catch (...) {
-                {
-                    std::lock_guard lock(mutex_);
-                    if (!failure_) failure_ = std::current_exception();
-                }
-                failed_.notify_all();
-            }
+            failed_.notify_all();
         });
-        try {
-            done.get();
-        } catch (...) {
-            t.join();
-            throw;
-        }
-        return t;
     }
 
     udp_config config_;

@@ -17,6 +17,7 @@
 #include <zerg/connection_handle.hpp>
 #include <zerg/counters.hpp>
 #include <zerg/detail/posted_work.hpp>
+#include <zerg/detail/worker_thread.hpp>
 
 #include <unistd.h>
 
@@ -25,7 +26,6 @@
 #include <cerrno>
 #include <condition_variable>
 #include <exception>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -226,39 +226,18 @@ public:
     }
 
 private:
-    // Runs `setup` then `loop` on a new thread, and returns it once setup is
-    // done; rethrows here what setup threw (that thread is joined by then).
-    // An exception from the loop is kept and rethrown by stop().
+    // Runs `setup` then `loop` on a new thread (detail::start_worker); an
+    // exception from the loop is kept and rethrown by stop().
     template <class Setup, class Loop>
     std::thread start_thread(Setup setup, Loop loop) {
-        std::promise<void> ready;
-        auto done = ready.get_future();
-        std::thread t([this, setup, loop, &ready] {
-            try {
-                setup();
-            } catch (...) {
-                ready.set_exception(std::current_exception());
-                return;
+        return detail::start_worker(setup, loop, [this](std::exception_ptr e) {
+            // Reactors and the acceptor report their own failure to the hook.
+            {
+                std::lock_guard lock(failure_mutex_);
+                if (!failure_) failure_ = e;
             }
-            ready.set_value();
-            try {
-                loop();
-            } catch (...) {
-                // Reactors and the acceptor report their own failure to the hook.
-                {
-                    std::lock_guard lock(failure_mutex_);
-                    if (!failure_) failure_ = std::current_exception();
-                }
-                failed_.notify_all();
-            }
+            failed_.notify_all();
         });
-        try {
-            done.get();
-        } catch (...) {
-            t.join();
-            throw;
-        }
-        return t;
     }
 
     server_config config_;
