@@ -99,20 +99,28 @@ int open_fds() {
 // Posts a connect to reactor 0, writing `first` at once (before it connects).
 std::error_code connect_from_reactor(client_server& s, const zerg::endpoint& to, std::string first = {},
                                      bool close_at_once = false) {
-    std::promise<std::error_code> result;
+    // Checked here, on the test thread: Boost.Test is not for other threads.
+    struct outcome {
+        std::error_code ec;
+        bool connecting = true, outbound = true;
+    };
+    std::promise<outcome> result;
     auto done = result.get_future();
     BOOST_REQUIRE(s.post(0, [&](client_reactor& r) {
-        std::error_code ec;
-        auto* c = r.connect(to, ec);
+        outcome o;
+        auto* c = r.connect(to, o.ec);
         if (c) {
-            BOOST_CHECK(c->connecting());
-            BOOST_CHECK(c->outbound());
+            o.connecting = c->connecting();
+            o.outbound = c->outbound();
             if (!first.empty()) c->write(first);
             if (close_at_once) c->close();
         }
-        result.set_value(ec);
+        result.set_value(o);
     }));
-    return done.get();
+    outcome o = done.get();
+    BOOST_CHECK(o.connecting);
+    BOOST_CHECK(o.outbound);
+    return o.ec;
 }
 
 bool wait_slots_free(client_server& s) {
