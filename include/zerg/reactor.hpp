@@ -253,6 +253,7 @@ private:
     }
 
     void open(int fd);
+    void begin_serving(connection_type& c);
     void start_connect(connection_type& c, int fd);
     void on_socket(connection_type& c, const io_uring_cqe& cqe);
     void on_connect(connection_type& c, const io_uring_cqe& cqe);
@@ -804,12 +805,19 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
     c.partial_ = c.completed_ = false;
     c.reader_ = c.flusher_ = {};
     c.state_ = typename connection_type::state_type{};
-    deadlines_.opened(c, now_);
     counters_.accepted.add();
-    counters_.open_connections.add();
     counters_.busy_slots.add();
     // Own listener, table full: stop taking connections; they wait in the backlog.
     if (config_.reuse_port && table_full()) accept_.pause(*ring_);
+    begin_serving(c);
+}
+
+// A connection is open (accepted, or connected by connect()): its idle
+// deadline starts and the handler meets it.
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::begin_serving(connection_type& c) {
+    deadlines_.opened(c, now_);
+    counters_.open_connections.add();
     c.mark_for_work();
     if constexpr (handler_has_on_open<H>)
         if (!guarded(c, [&] { handler_.on_open(c); })) return;

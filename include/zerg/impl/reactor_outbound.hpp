@@ -112,15 +112,7 @@ void basic_reactor<B, Q, S, H>::on_connect(connection_type& c, const io_uring_cq
         return;
     }
     c.connecting_ = false;
-    deadlines_.opened(c, now_);
-    counters_.open_connections.add();
-    c.mark_for_work();
-    if constexpr (handler_has_on_open<H>)
-        if (!guarded(c, [&] { handler_.on_open(c); })) return;
-    if constexpr (coroutine_handler<H>) {
-        if (!guarded(c, [&] { c.task_ = handler_.serve(c); })) return;
-        after_task_step(c);
-    }
+    begin_serving(c);
 }
 
 // The connection never connected: the handler hears why once, then the slot
