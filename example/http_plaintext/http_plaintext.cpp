@@ -41,7 +41,7 @@ public:
             if (status == http::parse_status::incomplete) return;  // the rest comes later
             if (status != http::parse_status::complete) {
                 respond(out, http::status_line(status), "", false);
-                c.close();
+                c.lingering_close();  // the client may still be sending the body: let it, so it reads the reply
                 return;
             }
             const http::request& req = c.state().parser.get();

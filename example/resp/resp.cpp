@@ -42,7 +42,7 @@ public:
             if (status == resp::parse_status::incomplete) return;
             if (status == resp::parse_status::malformed) {
                 error(out, "ERR Protocol error: " + std::string(parser.error()));
-                c.close();
+                c.lingering_close();  // the rest of its pipeline still arriving would make close() reset the reply
                 return;
             }
             if (!parser.args().empty()) execute(out, parser.args());

@@ -208,12 +208,15 @@ public:
     // next read waits for new bytes instead of returning the same ones).
     struct read_awaiter {
         connection* c;
-        bool await_ready() const noexcept { return c->input_.size() > c->examined_ || !c->is_open(); }
+        bool await_ready() const noexcept {
+            return c->input_.size() > c->examined_ || !c->is_open() || c->lingering_;
+        }
         void await_suspend(std::coroutine_handle<> h) noexcept { c->reader_ = h; }
         // closed only once nothing unexamined is left: a handler that
         // stops at `closed` still sees every byte that came before the EOF.
+        // After lingering_close() the input is dropped: closed at once.
         read_result await_resume() const noexcept {
-            return {c->input_, !c->is_open() && c->input_.size() <= c->examined_};
+            return {c->input_, c->lingering_ || (!c->is_open() && c->input_.size() <= c->examined_)};
         }
     };
     read_awaiter read() noexcept { return {this}; }
@@ -262,6 +265,26 @@ public:
         mark_for_work();
     }
 
+    // The close for an error reply (HTTP 400/413, RESP's protocol error):
+    // sends what is queued, shuts down the sending side, then reads and
+    // drops whatever the peer still sends until its EOF, and closes. A plain
+    // close() with the peer's bytes still arriving makes the kernel answer
+    // them with RST, and a client that is still sending often loses the
+    // reply to it. The handler sees no more input; the lingering ends at the
+    // peer's EOF or when server_config::read_timeout passes (idle_timeout
+    // when that is off), whichever comes first, never extended by what
+    // arrives. The close reason is then clean or ETIMEDOUT.
+    // Reactor thread (the handler's callbacks).
+    void lingering_close() noexcept {
+        if (!life_.closable()) return;
+        if (life_.now == detail::phase::read_shut) return close();  // the peer's EOF came already
+        lingering_ = true;
+        if (life_.now == detail::phase::open) life_.move_to(detail::phase::half_closing);
+        mark_for_work();
+    }
+    // lingering_close() was called: what arrives is dropped.
+    bool is_lingering() const noexcept { return lingering_; }
+
 private:
     template <class, class, class, class>
     friend class basic_reactor;
@@ -304,6 +327,7 @@ private:
     bool outbound_ = false;
     bool connecting_ = false;
     bool connect_in_kernel_ = false;  // the connect SQE has not completed
+    bool lingering_ = false;          // lingering_close(): input is read and dropped
 };
 
 }  // namespace zerg

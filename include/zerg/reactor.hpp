@@ -832,6 +832,10 @@ void basic_reactor<B, Q, S, H>::begin_serving(connection_type& c) {
 // called once per completion, with every buffer of it in their input).
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes, bool last) {
+    if (c.lingering_) {  // lingering_close(): read only to drop
+        buffers_.release(bytes.buffer_id);
+        return;
+    }
     if constexpr (span_handler<H>) {
         bool ok = guarded(c, [&] { handler_.on_data(c, std::span<const std::byte>(bytes.data, bytes.size)); });
         buffers_.release(bytes.buffer_id);
@@ -861,6 +865,11 @@ void basic_reactor<B, Q, S, H>::deliver(connection_type& c, received_bytes bytes
             if constexpr (sequence_handler<H>) handler_.on_data(c, c.input_);
         });
         if (!ok) return;
+        if (c.lingering_) {  // what is left of the input is never looked at
+            c.input_.clear();
+            c.examined_ = 0;
+            return;
+        }
         if constexpr (coroutine_handler<H>)
             if (c.reader_ && c.input_.size() > c.examined_) resume(c, c.reader_);
         if (c.life_.torn_down()) return;
@@ -892,7 +901,7 @@ void basic_reactor<B, Q, S, H>::resume(connection_type& c, std::coroutine_handle
     auto h = std::exchange(waiting, {});
     h.resume();
     after_task_step(c);
-    deadlines_.input(c, !c.input_.empty(), false, now_);
+    if (!c.lingering_) deadlines_.input(c, !c.input_.empty(), false, now_);
 }
 
 template <class B, class Q, class S, class H>
@@ -904,7 +913,7 @@ void basic_reactor<B, Q, S, H>::after_task_step(connection_type& c) {
         counters_.handler_exceptions.add();
         report(error_report::kind::handler_exception, c.reason_, describe(failure), &c);
     }
-    if (c.life_.closable() && c.life_.now != phase::draining) {
+    if (c.life_.closable() && c.life_.now != phase::draining && !c.lingering_) {
         c.life_.move_to(phase::draining);
         c.mark_for_work();
     }
@@ -916,7 +925,7 @@ void basic_reactor<B, Q, S, H>::on_recv(connection_type& c, const io_uring_cqe& 
         bool live = cqe.res > 0 && c.life_.is_open();
         if (live) {
             counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
-            deadlines_.activity(c, now_);
+            if (!c.lingering_) deadlines_.activity(c, now_);  // dropped bytes never extend a lingering close
         }
         if (bundles_) {
             // Buffers after one the handler closed on are dropped, as later
@@ -1046,6 +1055,18 @@ void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
     if (c.life_.now == phase::draining) {
         if (flushed) begin_teardown(c);
         return;
+    }
+    if (c.lingering_) {
+        // The handler's input is dropped (a coroutine that awaits read()
+        // gets closed), and the read deadline bounds the lingering: it
+        // starts once, here, and nothing restarts it.
+        if constexpr (keeps_input) {
+            c.input_.clear();
+            c.examined_ = 0;
+            if constexpr (coroutine_handler<H>)
+                if (c.reader_) resume(c, c.reader_);
+        }
+        deadlines_.input(c, true, false, now_);  // starts it unless it runs already
     }
     want_to_read(c);
     if (c.life_.now == phase::half_closing && flushed) {
@@ -1186,7 +1207,7 @@ void basic_reactor<B, Q, S, H>::release_slot(connection_type& c) {
     c.input_.release_memory();  // a large spill is not kept for the slot's next connection
     deadlines_.forget(c);
     c.fd_ = -1;
-    c.outbound_ = c.connecting_ = c.connect_in_kernel_ = false;
+    c.outbound_ = c.connecting_ = c.connect_in_kernel_ = c.lingering_ = false;
     c.throttle_ = {};
     generations_->retire(c.slot_);
     if (c.in_work_list()) work_.erase(work_.iterator_to(c));

@@ -13,12 +13,15 @@
 #include <support/process.hpp>
 #include <support/sockets.hpp>
 
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <iostream>
 #include <optional>
@@ -413,6 +416,62 @@ BOOST_AUTO_TEST_CASE(http_over_the_limits_gets_413_or_431) {
             BOOST_TEST(got.eof, "the connection stayed open after " << c.status);
         }
     }
+    BOOST_TEST(server.stop() == 0);
+}
+
+// A 413 while the client still sends its body: the server replies, shuts
+// its sending side and reads on, dropping what comes (lingering_close), so
+// the client's sends all succeed and it reads the reply. A plain close would
+// meet the arriving body with RST: the client's send fails (ECONNRESET or
+// EPIPE) and a client such as curl reports that instead of the 413.
+BOOST_AUTO_TEST_CASE(http_413_lingers_while_the_client_still_sends) {
+    zerg::test::server_process server(program("http_plaintext"),
+                                      {"--reactors", "1", "--max-body", "100", "--read-timeout-ms", "3000"});
+    constexpr std::size_t body = 4u << 20;
+    auto fd = connect_nodelay(server.port());
+    timeval bound{10, 0};  // a send that blocks this long fails the test instead of hanging it
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
+    std::string head = "POST /plaintext HTTP/1.1\r\nContent-Length: " + std::to_string(body) + "\r\n\r\n";
+    BOOST_REQUIRE(zerg::test::send_all(fd.get(), head));
+    std::string chunk(64 * 1024, 'b');
+    std::size_t sent = 0;
+    int send_error = 0;
+    while (sent < body) {
+        ssize_t n = ::send(fd.get(), chunk.data(), std::min(chunk.size(), body - sent), MSG_NOSIGNAL);
+        if (n <= 0) {
+            send_error = n < 0 ? errno : 0;
+            break;
+        }
+        sent += static_cast<std::size_t>(n);
+    }
+    BOOST_TEST(sent == body, "the body's send failed after " << sent << " bytes: " << std::strerror(send_error));
+    ::shutdown(fd.get(), SHUT_WR);
+    auto got = read_responses(fd.get(), 1, true);
+    BOOST_REQUIRE(got.list.size() == 1u);
+    check_status(got.list[0], "HTTP/1.1 413 Content Too Large", true);
+    BOOST_TEST(got.eof);
+    BOOST_TEST(server.stop() == 0);
+}
+
+// The lingering is bounded by the read timeout from the request's first
+// byte, and bytes trickled after the reply do not extend it: the server
+// closes, and the client's next send meets a reset.
+BOOST_AUTO_TEST_CASE(http_lingering_close_ends_at_the_read_timeout) {
+    zerg::test::server_process server(program("http_plaintext"),
+                                      {"--reactors", "1", "--max-body", "100", "--read-timeout-ms", "800"});
+    auto fd = connect_nodelay(server.port());
+    auto start = std::chrono::steady_clock::now();
+    BOOST_REQUIRE(zerg::test::send_all(fd.get(), "POST /plaintext HTTP/1.1\r\nContent-Length: 1000\r\n\r\n"));
+    auto got = read_responses(fd.get(), 1, true);  // the reply, then the FIN of SHUT_WR
+    BOOST_REQUIRE(got.list.size() == 1u);
+    check_status(got.list[0], "HTTP/1.1 413 Content Too Large", true);
+    BOOST_TEST(got.eof);
+    bool reset = false;
+    while (!reset && std::chrono::steady_clock::now() - start < 15s) {
+        reset = ::send(fd.get(), "b", 1, MSG_NOSIGNAL) < 0 && (errno == ECONNRESET || errno == EPIPE);
+        ::poll(nullptr, 0, 50);
+    }
+    BOOST_TEST(reset, "the server still lingered 15 s after a request it refused (read timeout 800 ms)");
     BOOST_TEST(server.stop() == 0);
 }
 
