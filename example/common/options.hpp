@@ -64,6 +64,8 @@ inline std::optional<zerg::server_config> parse_options(int argc, char** argv, s
          [&](const char* v) { return split_host_port(v, config.address, config.port); }},
         {"--reactors", true, "reactor threads", [&](const char* v) { return number(v, config.reactors); }},
         {"--dual-stack", false, "one IPv6 socket that takes IPv4 too", [&](const char*) { return config.dual_stack = true; }},
+        {"--no-bundles", false, "one buffer per receive completion (bounds a busy coroutine's input tighter)",
+         [&](const char*) { config.receive_bundles = false; return true; }},
         {"--reuse-port", false, "a listener per reactor, no acceptor thread", [&](const char*) { return config.reuse_port = true; }},
         {"--least-loaded", false, "hand connections to the least loaded reactor",
          [&](const char*) { config.placement = zerg::distribution::least_loaded; return true; }},

@@ -44,6 +44,12 @@ struct server_config {
     // message that large is not a client a public server wants. 1 MiB, like
     // the output limit; raise it for protocols with larger messages.
     std::size_t max_input = 1 << 20;
+    // Receive bundles (Linux 6.10): one completion fills several buffers, so
+    // fewer completions per byte. The cost is the worst case of a busy
+    // coroutine's input: reading pauses at max_input, but a bundle already
+    // received can carry up to every free buffer of the ring on top
+    // (doc/limits.md). Off: one buffer per completion.
+    bool receive_bundles = true;
     bool reuse_port = false;             // one SO_REUSEPORT listener per reactor, no acceptor
     distribution placement = distribution::round_robin;
     bool pin_reactors = false;           // pin reactor i to CPU (first_cpu + i) % cpus

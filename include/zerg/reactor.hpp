@@ -426,7 +426,9 @@ void basic_reactor<B, Q, S, H>::setup() {
     buffers_.setup(*ring_, size, count, 0);
     pool_.bind_buffers(&hold_buffer, &release_buffer, &buffers_low, this);  // connection::write_from
     // Bundle receives (6.10): one CQE fills several consecutive buffers.
-    if (!buffers_.can_bundle())
+    if (!config_.receive_bundles) {
+        // Off by configuration: not a fallback; bundles() says false.
+    } else if (!buffers_.can_bundle())
         fallbacks_.push_back("recv_bundle: incremental buffers are in effect; zerg does not combine them with bundles "
                              "(the kernel does from Linux 6.15): one buffer slice per receive completion");
     else if (uring::is_hidden(uring::feature::recv_bundle))
@@ -494,12 +496,27 @@ void basic_reactor<B, Q, S, H>::fail(std::exception_ptr why) noexcept {
     std::string what = describe(why, &code);
     report(error_report::kind::reactor_failure, code, "reactor " + std::to_string(index_) + " stopped: " + what, nullptr);
     // Without a working ring nothing can be closed gracefully: every socket
-    // goes now, so peers see a reset or EOF instead of a hang.
-    for (auto& c : live_)
+    // goes now, so peers see a reset or EOF instead of a hang. The handler
+    // still hears of each connection it was told of (on_close with
+    // reactor_failed), so what it keeps per connection (a proxy's pairing, a
+    // session registry) is let go as after any other close. Nothing it does
+    // there can reach the dead ring: writes and closes only mark the
+    // connection, and the loop that would act on them is gone.
+    for (auto& c : live_) {
+        if (c.life_.is_open() || c.life_.now == phase::read_shut || c.life_.now == phase::draining) {
+            if (!c.reason_) c.reason_ = code;
+            if constexpr (handler_has_on_close<H>) {
+                try {
+                    handler_.on_close(c, c.reason_);
+                } catch (...) {  // nothing is left to contain it in; the failure is reported already
+                }
+            }
+        }
         if (c.fd_ >= 0) {
             ::close(c.fd_);
             c.fd_ = -1;
         }
+    }
     for (int fd : waiting_) ::close(fd);
     waiting_.clear();
     inbox_.drain([](int fd) { ::close(fd); });
