@@ -429,8 +429,12 @@ void basic_reactor<B, Q, S, H>::setup() {
     if (!config_.receive_bundles) {
         // Off by configuration: not a fallback; bundles() says false.
     } else if (!buffers_.can_bundle())
-        fallbacks_.push_back("recv_bundle: incremental buffers are in effect; zerg does not combine them with bundles "
-                             "(the kernel does from Linux 6.15): one buffer slice per receive completion");
+        fallbacks_.push_back(uring::is_hidden(uring::feature::incremental_bundle)
+                                 ? "recv_bundle: bundles into incremental buffers hidden by zerg::uring::hide (test hook or "
+                                   "ZERG_URING_HIDE=incremental_bundle): one buffer slice per receive completion"
+                                 : "recv_bundle: incremental buffers are in effect and the kernel bundles them only from "
+                                   "Linux 6.15 (no feature bit says so; the release decides): one buffer slice per "
+                                   "receive completion");
     else if (uring::is_hidden(uring::feature::recv_bundle))
         fallbacks_.push_back("recv_bundle: hidden by zerg::uring::hide (test hook or ZERG_URING_HIDE): one buffer per "
                              "receive completion");

@@ -1,8 +1,8 @@
 // Receive bundles (IORING_RECVSEND_BUNDLE, 6.10): where the kernel has them
 // the reactor arms its receives as bundles and one completion fills several
 // buffers (counted in bundle_completions); hidden (ZERG_URING_HIDE), absent
-// (6.1) or with incremental buffers it takes one buffer per completion and
-// says so in fallbacks(). Echo is byte-exact either way, for every handler
+// (6.1), or with incremental buffers before 6.15, it takes one buffer per
+// completion and says so in fallbacks(). Echo is byte-exact either way, for every handler
 // kind that sees the buffers (span, ring item, sequence).
 #define BOOST_TEST_MODULE reactor_bundle
 #include <boost/mpl/list.hpp>
@@ -118,15 +118,52 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hidden_bundles_fall_back_to_one_buffer_per_complet
     s.stop();
 }
 
-// Incremental buffers take no bundles (the kernel combines the two only from
-// 6.15): the path is reported, and echo works.
-BOOST_AUTO_TEST_CASE(incremental_buffers_take_no_bundles) {
-    using R = zerg::basic_reactor<zerg::incremental_buffers<16384, 64>, zerg::spsc_handoff<1024>, zerg::plain_submission,
-                                  span_echo>;
+// Incremental buffers take bundles from Linux 6.15 (the release decides: no
+// feature bit says so): then one completion may start in the middle of a
+// buffer another receive used, fill the following ones, and leave the last
+// one to the kernel (BUF_MORE). Before 6.15 (6.12) the path is one slice per
+// completion, reported; 6.1 has neither, and incremental mode itself falls
+// back. Echo is byte-exact on every path.
+template <class H>
+using incremental_reactor =
+    zerg::basic_reactor<zerg::incremental_buffers<1024, 256>, zerg::spsc_handoff<1024>, zerg::plain_submission, H>;
+using incremental_handlers =
+    boost::mpl::list<incremental_reactor<span_echo>, incremental_reactor<item_echo>, incremental_reactor<record_echo>>;
+
+bool kernel_incremental() {
+    static const bool has = uring::probe_kernel().buf_ring_incremental;
+    return has;
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(incremental_buffers_take_bundles_from_6_15, R, incremental_handlers) {
+    if (zerg::test::skip_unless(kernel_incremental(), "IOU_PBUF_RING_INC (Linux 6.12)")) return;
+    bool expected = kernel_bundles() && !uring::is_hidden(uring::feature::recv_bundle) &&
+                    !uring::is_hidden(uring::feature::incremental_bundle) &&
+                    uring::kernel_release::running().at_least(6, 15);
     zerg::server<R> s(test_config());
     s.start();
+    BOOST_TEST(s.reactor(0).bundles() == expected);
+    BOOST_TEST(listed(s.fallbacks(), "recv_bundle: ") == !expected);
+    if (!expected && kernel_bundles() && !uring::is_hidden(uring::feature::recv_bundle))
+        BOOST_TEST(listed(s.fallbacks(), "recv_bundle: incremental buffers are in effect and the kernel bundles them only "
+                                         "from Linux 6.15"));
+    echo_exact(s);
+    say(s);
+    if (expected)
+        BOOST_TEST(s.totals().bundle_completions > 0u);
+    else
+        BOOST_TEST(s.totals().bundle_completions == 0u);
+    s.stop();
+}
+
+BOOST_AUTO_TEST_CASE(hidden_incremental_bundles_fall_back_to_one_slice_per_completion) {
+    if (zerg::test::skip_unless(kernel_incremental(), "IOU_PBUF_RING_INC (Linux 6.12)")) return;
+    uring::scoped_hide hide(uring::feature::incremental_bundle);
+    zerg::server<incremental_reactor<record_echo>> s(test_config());
+    s.start();
     BOOST_TEST(!s.reactor(0).bundles());
-    BOOST_TEST(listed(s.fallbacks(), "recv_bundle: "));
+    if (kernel_bundles() && !uring::is_hidden(uring::feature::recv_bundle))
+        BOOST_TEST(listed(s.fallbacks(), "recv_bundle: bundles into incremental buffers hidden"));
     echo_exact(s);
     say(s);
     BOOST_TEST(s.totals().bundle_completions == 0u);

@@ -757,6 +757,82 @@ BOOST_AUTO_TEST_CASE(multishot_bundle_receive_keeps_bytes_in_order) {
     finish(cq, client);
 }
 
+// Bundles into an incremental ring (Linux 6.15): a bundle starts where the
+// first buffer's last receive ended, fills the following buffers, and the
+// kernel keeps the last one when it has room left (BUF_MORE).
+BOOST_AUTO_TEST_CASE(bundles_into_an_incremental_ring_continue_partly_used_buffers) {
+    if (zt::skip_unless(kernel().recv_bundle(), "IORING_RECVSEND_BUNDLE (Linux 6.10)")) return;
+    if (zt::skip_unless(kernel().buf_ring_incremental, "IOU_PBUF_RING_INC (Linux 6.12)")) return;
+    if (zt::skip_unless(uring::kernel_release::running().at_least(6, 15),
+                        "bundles into incremental buffer rings (Linux 6.15)"))
+        return;
+    auto [client, server] = zt::tcp_pair();
+    uring::ring r;
+    uring::buffer_ring br(r, options(8, 256, true, 5));
+    BOOST_REQUIRE(br.incremental());
+    BOOST_REQUIRE(br.bundles_incremental());
+    completions cq(r);
+    struct seen {
+        std::uint16_t id;
+        std::size_t offset;
+        std::uint32_t size;
+        bool last_use;
+    };
+    auto receive = [&](std::size_t position, std::size_t total) {
+        std::vector<seen> slices;
+        std::size_t got = 0;
+        while (got < total) {
+            arm_bundle(r, server.get(), br.group(), false);
+            auto c = cq.next();
+            BOOST_REQUIRE_GT(c.res, 0);
+            std::uint32_t bytes = 0;
+            br.take_bundle(as_cqe(c), [&](const uring::buffer_ring::slice& s) {
+                BOOST_TEST(first_mismatch(s.data, s.size, position + got + bytes) == s.size);
+                slices.push_back({s.id, static_cast<std::size_t>(s.data - br.buffer(s.id)), s.size, s.last_use});
+                bytes += s.size;
+            });
+            BOOST_TEST(bytes == static_cast<std::uint32_t>(c.res));
+            got += bytes;
+        }
+        return slices;
+    };
+    // 100 bytes: buffer 0 from its start, kept by the kernel.
+    send_stream(client.get(), 0, 100);
+    auto one = receive(0, 100);
+    BOOST_REQUIRE(one.size() == 1u);
+    BOOST_TEST(one[0].id == 0u);
+    BOOST_TEST(one[0].offset == 0u);
+    BOOST_TEST(!one[0].last_use);
+    BOOST_TEST(br.held() == 0u);
+    // 600 more, queued before the receive: the rest of buffer 0, all of 1,
+    // the start of 2 (kept).
+    send_stream(client.get(), 100, 600);
+    auto two = receive(100, 600);
+    std::uint32_t total = 0;
+    for (auto& s : two) total += s.size;
+    BOOST_TEST(total == 600u);
+    BOOST_REQUIRE(two.size() >= 2u);
+    BOOST_TEST(two[0].id == 0u);
+    BOOST_TEST(two[0].offset == 100u);
+    BOOST_TEST(two[0].size == 156u);
+    BOOST_TEST(two[0].last_use);
+    for (std::size_t i = 1; i < two.size(); ++i) {
+        BOOST_TEST(two[i].offset == 0u);
+        BOOST_TEST(two[i].id == two[i - 1].id + 1);
+    }
+    // Every buffer filled to its end is the application's; a last one with
+    // room left stays the kernel's.
+    unsigned done = 0;
+    for (auto& s : two) done += s.last_use ? 1 : 0;
+    BOOST_TEST(br.held() == done);
+    bool last_full = two.back().offset + two.back().size == br.buffer_size();
+    BOOST_TEST(two.back().last_use == last_full);
+    for (auto& s : two)
+        if (s.last_use) br.recycle(s.id);
+    br.publish();
+    BOOST_TEST(br.held() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(a_registration_error_is_not_reported_as_a_fallback) {
     if (zt::skip_unless(kernel().buf_ring_incremental, "IOU_PBUF_RING_INC (Linux 6.12)")) return;
     uring::ring r;

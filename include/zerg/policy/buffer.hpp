@@ -84,10 +84,10 @@ public:
     }
 
     // Bundle receives (IORING_RECVSEND_BUNDLE, 6.10) can be used with this
-    // pool: plain mode only. The kernel learned to bundle incrementally
-    // consumed buffers in 6.15; zerg keeps the two apart (incremental mode
-    // takes no bundles) rather than guess which 6.1x kernel it runs on.
-    bool can_bundle() const noexcept { return ring_ && !ring_->incremental(); }
+    // pool: in plain mode, and in incremental mode from Linux 6.15, which
+    // first bundled incrementally consumed buffers (see
+    // buffer_ring::bundles_incremental()).
+    bool can_bundle() const noexcept { return ring_ && (!ring_->incremental() || ring_->bundles_incremental()); }
 
     // The buffers of one bundle receive completion, in stream order: calls
     // f(received_bytes, last) for each, `last` for the final one. Returns
@@ -99,6 +99,9 @@ public:
         unsigned n = 0;
         ring_->take_bundle(cqe, [&](const uring::buffer_ring::slice& s) {
             ++refs_[s.id];
+            if constexpr (Incremental) {
+                if (ring_->incremental()) kernel_done_[s.id] = s.last_use;
+            }
             seen += s.size;
             ++n;
             f(received_bytes{s.data, s.size, s.id}, seen >= total);

@@ -19,6 +19,7 @@
 #include <zerg/uring/compat.hpp>
 #include <zerg/uring/error.hpp>
 #include <zerg/uring/hidden_features.hpp>
+#include <zerg/uring/kernel_release.hpp>
 #include <zerg/uring/ring.hpp>
 
 #include <liburing.h>
@@ -67,6 +68,11 @@ public:
     unsigned entries() const noexcept { return entries_; }
     unsigned buffer_size() const noexcept { return buffer_size_; }
     bool incremental() const noexcept { return incremental_; }
+    // Bundle receives may use this ring in incremental mode: Linux 6.15
+    // bundles incrementally consumed buffers, and no feature bit says so, so
+    // the running kernel's release decides (kernel_release.hpp); hidden as
+    // feature::incremental_bundle. Before that, zerg keeps the two apart.
+    bool bundles_incremental() const noexcept { return incremental_ && incremental_bundles_; }
     // Incremental mode was asked for and is not in effect; reason() says why.
     bool fell_back() const noexcept { return !fallback_reason_.empty(); }
     const std::string& fallback_reason() const noexcept { return fallback_reason_; }
@@ -104,18 +110,27 @@ public:
 
     // A bundle receive (IORING_RECVSEND_BUNDLE, 6.10) fills consecutive ring
     // entries starting at the one the CQE names; calls `on_slice(slice)` for
-    // each in order. Plain mode only.
+    // each in order. Plain mode, or incremental mode where
+    // bundles_incremental(): then the first slice starts where the buffer's
+    // last receive ended, every slice but the last fills its buffer to the
+    // end, and the last one stays the kernel's (last_use false) when the CQE
+    // says IORING_CQE_F_BUF_MORE.
     template <class OnSlice>
     void take_bundle(const io_uring_cqe& cqe, OnSlice&& on_slice) {
         auto first = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
         std::uint32_t left = static_cast<std::uint32_t>(cqe.res > 0 ? cqe.res : 0);
         unsigned position = position_of_[first];
+        bool kept = incremental_ && (cqe.flags & IORING_CQE_F_BUF_MORE);
         do {
             std::uint16_t id = id_at_[position & mask_];
-            std::uint32_t size = left < buffer_size_ ? left : buffer_size_;
-            ++held_;
-            on_slice(slice{buffer(id), size, id, true});
+            std::uint32_t offset = incremental_ ? offset_[id] : 0;
+            std::uint32_t room = buffer_size_ - offset;
+            std::uint32_t size = left < room ? left : room;
             left -= size;
+            bool last_use = left > 0 || !kept;
+            if (incremental_) offset_[id] = offset + size;
+            if (last_use) ++held_;
+            on_slice(slice{buffer(id) + offset, size, id, last_use});
             ++position;
         } while (left > 0);
     }
@@ -176,6 +191,7 @@ private:
     unsigned mask_ = 0;
     unsigned buffer_size_ = 0;
     bool incremental_ = false;
+    bool incremental_bundles_ = false;
     bool registered_ = false;
     unsigned tail_ = 0;     // ring position of the next buffer to publish
     unsigned pending_ = 0;  // staged since the last publish
@@ -250,6 +266,8 @@ inline std::error_code buffer_ring::init(ring& owner, const buffer_ring_options&
         return fail(-res, "zerg::uring::buffer_ring: registering buffer group " + std::to_string(group_) +
                               " failed (provided-buffer rings need Linux 5.19): " + result_error(res).message());
     registered_ = true;
+    incremental_bundles_ =
+        incremental_ && !is_hidden(feature::incremental_bundle) && kernel_release::running().at_least(6, 15);
 
     offset_.assign(incremental_ ? entries_ : 0, 0);
     id_at_.assign(entries_, 0);
