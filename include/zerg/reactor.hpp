@@ -281,7 +281,9 @@ private:
     void release_slot(connection_type& c);
     void begin_stop();
     bool finished();
-    void wait(unsigned reaped);
+    // `end` is when the iteration's work ended (read once for the loop-time
+    // histogram and the sleep's length both).
+    void wait(unsigned reaped, std::chrono::steady_clock::time_point end);
     void loop();
     void fail(std::exception_ptr why) noexcept;
     static std::string describe(std::exception_ptr e, std::error_code* code = nullptr) noexcept;
@@ -639,9 +641,10 @@ void basic_reactor<B, Q, S, H>::loop() {
         counters_.buffers_in_use.set(buffers_.in_use());
         counters_.buffer_writes.set(pool_.held_total());
         if (finished()) break;
-        counters_.loop_time.record(static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - now_).count()));
-        wait(reaped);
+        auto end = std::chrono::steady_clock::now();
+        counters_.loop_time.record(
+            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(end - now_).count()));
+        wait(reaped, end);
     }
     accepting_posts_.store(false, std::memory_order_release);
     posted_.discard();  // posted after the last iteration: freed, not run
@@ -697,7 +700,7 @@ bool basic_reactor<B, Q, S, H>::finished() {
 }
 
 template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::wait(unsigned reaped) {
+void basic_reactor<B, Q, S, H>::wait(unsigned reaped, std::chrono::steady_clock::time_point end) {
     if (reaped == config_.completion_batch) {
         ring_->submit_and_get_events();  // more are ready: no sleep
         return;
@@ -719,7 +722,7 @@ void basic_reactor<B, Q, S, H>::wait(unsigned reaped) {
         res = ring_->submit_and_wait_for(1, std::chrono::milliseconds(10));
     } else if (deadlines_.any_running()) {
         // Sleep no longer than the earliest deadline (at least 1 ms), nor than max_wait.
-        std::chrono::nanoseconds left = deadlines_.next() - std::chrono::steady_clock::now();
+        std::chrono::nanoseconds left = deadlines_.next() - end;
         if (config_.max_wait.count()) left = std::min<std::chrono::nanoseconds>(left, config_.max_wait);
         res = ring_->submit_and_wait_batch(config_.min_wait_completions,
                                            std::max<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)));
@@ -1037,7 +1040,11 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
             source.mark_for_work();
         }
         deadlines_.output(c, !c.send_.empty(), sent.progressed, now_);
-        c.mark_for_work();
+        // All sent, open and reading: do_work would find nothing to do (no
+        // send, no pause or resume, no drain or shutdown, receive armed).
+        if (!sent.drained || c.life_.now != phase::open || c.life_.read != read_state::armed || coroutine_handler<H> ||
+            input_over(c))
+            c.mark_for_work();
         if constexpr (coroutine_handler<H>)
             if (c.flusher_ && sent.drained) resume(c, c.flusher_);
     }

@@ -62,6 +62,10 @@ public:
     // Bytes came in or went out: the idle deadline starts again.
     void activity(Connection& c, clock::time_point now) {
         if (!idle_.count() || !c.idle_hook::is_linked()) return;
+        // Touched already at this `now` (a receive and a send completion in
+        // the same loop iteration): it is among the list's last, relinking
+        // would only reorder equal deadlines.
+        if (c.marks_.idle_since == now) return;
         c.marks_.idle_since = now;
         idle_list_.erase(idle_list_.iterator_to(c));
         idle_list_.push_back(c);

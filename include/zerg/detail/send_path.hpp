@@ -68,6 +68,13 @@ public:
     // `zero_copy` allows it (detail/zero_copy.hpp). Precondition: ready().
     send_kind prepare_send(io_uring_sqe* sqe, int fd, bool zero_copy = false,
                            std::size_t zc_threshold = 0) noexcept {
+        in_flight_ = true;
+        // One segment holds it all (an echo's answer, one held buffer):
+        // a plain send of it, no iovec gathered, no msghdr built.
+        if (const write_segment* one = queue_.single(); one && !(zc_threshold && one->size() >= zc_threshold)) {
+            uring::prep_send(sqe, fd, std::span<const std::byte>(one->base + one->begin, one->size()));
+            return send_kind::copied;
+        }
         unsigned n = queue_.gather(iov_);
         std::size_t bytes = 0;
         for (unsigned i = 0; i < n; ++i) bytes += iov_[i].iov_len;
@@ -90,7 +97,6 @@ public:
                 uring::prep_sendmsg(sqe, fd, &msg_);
             }
         }
-        in_flight_ = true;
         return zc ? send_kind::zero_copy : large ? send_kind::copied_above_threshold : send_kind::copied;
     }
 

@@ -211,6 +211,14 @@ public:
         queued_ += n;
     }
 
+    // The one segment holding every unsent byte, or null when the bytes
+    // span several (or none are queued): a send of it needs no iovec.
+    const write_segment* single() const noexcept {
+        if (queued_ == 0) return nullptr;
+        const write_segment& head = segments_.front();
+        return head.size() == queued_ ? &head : nullptr;
+    }
+
     // Fills up to `out.size()` iovecs with the unsent bytes, oldest first.
     unsigned gather(std::span<iovec> out) const noexcept {
         unsigned n = 0;
@@ -225,6 +233,10 @@ public:
     // and held buffers to their ring. A partly filled tail chunk stays, to
     // take the next write.
     void consume(std::size_t n, chunk_pool& pool) noexcept {
+        if (n == queued_) {  // all of it went (the common case): no walk, no partial head
+            clear(pool);
+            return;
+        }
         queued_ -= n;
         while (n > 0) {
             write_segment& head = segments_.front();
