@@ -2,7 +2,8 @@
 // for each feature. ZERG_URING_HIDE=feature,... shows the fallback paths.
 // Last, it starts a default reactor (zerg::reactor<H> on 127.0.0.1, an
 // ephemeral port, one reactor and the acceptor) and prints what that
-// reactor does, as server::fallbacks_by_component() reports it.
+// reactor does, as server::fallbacks_by_component() reports it; then once
+// more with reuse_port and direct descriptors asked for.
 #include <zerg/zerg.hpp>
 
 #include <cstdio>
@@ -28,13 +29,19 @@ struct echo {
 };
 
 // Starts and stops a default server, printing the paths its reactor took.
-void default_reactor_paths() {
-    std::printf("\na default reactor here (zerg::reactor<H>: %s):\n", zerg::reactor<echo>::policy_names().c_str());
+// `direct`: with its own listener (reuse_port) and direct descriptors asked
+// for, to show whether they are in effect and why not.
+void default_reactor_paths(bool direct = false) {
+    if (direct)
+        std::printf("\nthe same with --reuse-port --direct-descriptors:\n");
+    else
+        std::printf("\na default reactor here (zerg::reactor<H>: %s):\n", zerg::reactor<echo>::policy_names().c_str());
     try {
         zerg::server_config config;
         config.address = "127.0.0.1";
         config.port = 0;
         config.reactors = 1;
+        config.reuse_port = config.direct_descriptors = direct;
         zerg::server<zerg::reactor<echo>> server(config);
         server.start();
         auto& r = server.reactor(0);
@@ -42,6 +49,8 @@ void default_reactor_paths() {
              "multishot recv, one buffer per CQE (fallback)");
         path("large sends", r.zero_copy(), "zero-copy from server_config::zero_copy_threshold",
              "copied (fallback)");
+        path("connections", r.direct_descriptors(), "direct descriptors (registered file table, IOSQE_FIXED_FILE)",
+             direct ? "plain fds (fallback)" : "plain fds (direct descriptors are opt-in)");
         auto by = server.fallbacks_by_component();
         if (by.empty()) std::printf("  no fallback\n");
         for (auto const& [who, what] : by) std::printf("  %-22s %s\n", who.c_str(), what.c_str());
@@ -208,5 +217,6 @@ int main() {
             std::printf("  %-22s %s\n", std::string(uring::to_string(fb.what)).c_str(), fb.reason.c_str());
     }
     default_reactor_paths();
+    default_reactor_paths(true);
     return 0;
 }

@@ -219,7 +219,11 @@ const std::vector<variant>& variants() {
         {"zerg bundles off", [](zerg::server_config&) { zerg::uring::hide(zerg::uring::feature::recv_bundle); }},
         {"zerg zero-copy off", [](zerg::server_config& c) { c.zero_copy_threshold = 0; }},
         {"zerg zero-copy from 4 KiB", [](zerg::server_config& c) { c.zero_copy_threshold = 4096; }},
-        // Direct descriptors: not on the reactor's data path yet (issue 10).
+        // Direct descriptors take a reactor's own listener (reuse_port).
+        {"zerg direct descriptors", [](zerg::server_config& c) {
+             c.reuse_port = true;
+             c.direct_descriptors = true;
+         }},
     };
     return all;
 }

@@ -67,6 +67,8 @@ inline std::optional<zerg::server_config> parse_options(int argc, char** argv, s
         {"--no-bundles", false, "one buffer per receive completion (bounds a busy coroutine's input tighter)",
          [&](const char*) { config.receive_bundles = false; return true; }},
         {"--reuse-port", false, "a listener per reactor, no acceptor thread", [&](const char*) { return config.reuse_port = true; }},
+        {"--direct-descriptors", false, "with --reuse-port: accept into the ring's registered file table (fixed files)",
+         [&](const char*) { return config.direct_descriptors = true; }},
         {"--least-loaded", false, "hand connections to the least loaded reactor",
          [&](const char*) { config.placement = zerg::distribution::least_loaded; return true; }},
         {"--pin", false, "pin reactor i to CPU (first-cpu + i)", [&](const char*) { return config.pin_reactors = true; }},

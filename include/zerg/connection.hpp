@@ -88,7 +88,16 @@ public:
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
-    int fd() const noexcept { return fd_; }
+    // The socket's fd; -1 for a direct descriptor (is_direct()), which has
+    // none: the socket lives only in the reactor's registered file table.
+    int fd() const noexcept { return direct_ ? -1 : fd_; }
+    // Accepted into the reactor's registered file table
+    // (server_config::direct_descriptors): every operation on it names
+    // direct_index() with IOSQE_FIXED_FILE. Reactor thread.
+    bool is_direct() const noexcept { return direct_; }
+    // The slot in that table, or -1 when not is_direct(). Only io_uring
+    // requests on this reactor's ring may use it. Reactor thread.
+    int direct_index() const noexcept { return direct_ ? fd_ : -1; }
     // Index in the reactor's table; unique among open connections.
     std::uint32_t slot() const noexcept { return slot_; }
     state_type& state() noexcept { return state_; }
@@ -305,7 +314,8 @@ private:
     work_list* work_ = nullptr;
     detail::chunk_pool* pool_ = nullptr;
 
-    int fd_ = -1;
+    int fd_ = -1;               // the fd, or the registered-file slot when direct_
+    bool direct_ = false;       // fd_ is a slot in the reactor's registered file table
     std::uint32_t slot_ = 0;
     unsigned pending_ = 0;      // operations whose last CQE has not arrived
     std::uint32_t recv_arms_ = 0;  // receives armed in this connection's life (the first is not a re-arm)

@@ -39,6 +39,7 @@
 #include <zerg/counters.hpp>
 #include <zerg/detail/connection_phase.hpp>
 #include <zerg/detail/deadlines.hpp>
+#include <zerg/detail/direct_table.hpp>
 #include <zerg/detail/multishot_accept.hpp>
 #include <zerg/detail/posted_work.hpp>
 #include <zerg/detail/zero_copy.hpp>
@@ -146,6 +147,9 @@ public:
     bool bundles() const noexcept { return bundles_; }
     // After setup(), any thread: sends of zero_copy_threshold bytes or more go zero-copy.
     bool zero_copy() const noexcept { return zero_copy_; }
+    // After setup(), any thread: accepted connections are direct descriptors
+    // (server_config::direct_descriptors in effect; doc/direct-descriptors.md).
+    bool direct_descriptors() const noexcept { return direct_active_; }
     // After setup(), any thread: the ring's setup flags, for reports.
     unsigned ring_flags() const noexcept { return ring_flags_; }
     // After setup(), any thread: the port of this reactor's own listener (reuse_port mode).
@@ -235,6 +239,7 @@ private:
         op_socket,           // an outbound connection's socket (5.19)
         op_connect,          // its connect
         op_connect_timeout,  // the connect's linked timeout
+        op_setsockopt,       // SO_LINGER through the ring on a direct descriptor (6.7)
     };
     static constexpr std::uint32_t no_slot = 0xffffffffu;
     using phase = detail::phase;
@@ -243,16 +248,30 @@ private:
     uring::user_data reactor_tag(op kind) const noexcept { return {kind, no_slot, 0}; }
 
     // Every operation on a connection: prepare, tag with the slot's
-    // generation, count as pending until its last CQE.
+    // generation, count as pending until its last CQE. On a direct
+    // descriptor the SQE names the registered-file slot (IOSQE_FIXED_FILE),
+    // except a close (close_direct names it in file_index and the kernel
+    // refuses the flag there) and a cancel (by tag, or by file with
+    // IORING_ASYNC_CANCEL_FD_FIXED, which its prep site sets).
     template <class Prepare>
     void submit(connection_type& c, op kind, Prepare&& prepare) {
         io_uring_sqe* s = ring_->get_sqe();
         prepare(s);
+        if (c.direct_ && kind != op_close && kind != op_cancel) uring::use_fixed_file(s);
         uring::set_user_data(s, generations_->tag(kind, c.slot_));
         ++c.pending_;
     }
 
-    void open(int fd);
+    // `fd` is a registered-file slot when `direct`.
+    void open(int fd, bool direct = false);
+    // Closes an accepted socket that is never served (stopping, or waiting
+    // when the loop ends).
+    void drop_accepted(int fd) noexcept {
+        if (direct_active_)
+            direct_.release(static_cast<unsigned>(fd));
+        else
+            ::close(fd);
+    }
     void begin_serving(connection_type& c);
     void start_connect(connection_type& c, int fd);
     void on_socket(connection_type& c, const io_uring_cqe& cqe);
@@ -278,6 +297,15 @@ private:
     void abort(connection_type& c, std::error_code why);
     void begin_teardown(connection_type& c);
     void finish_if_done(connection_type& c);
+    // The close of c's socket: close_direct frees a direct one's slot (5.15).
+    void submit_close(connection_type& c) {
+        submit(c, op_close, [&](io_uring_sqe* s) {
+            if (c.direct_)
+                uring::prep_close_direct(s, static_cast<unsigned>(c.fd_));
+            else
+                uring::prep_close(s, c.fd_);
+        });
+    }
     void release_slot(connection_type& c);
     void begin_stop();
     bool finished();
@@ -328,6 +356,8 @@ private:
     server_config config_;
     Handler handler_;
     std::optional<uring::ring> ring_;
+    // After the ring, so it is unregistered before the ring goes.
+    detail::direct_table direct_;
     Buffer buffers_;
     Queue inbox_;
     std::optional<uring::slot_generations> generations_;
@@ -354,10 +384,11 @@ private:
     unsigned ring_flags_ = 0;
     bool bundles_ = false;  // receives are armed as bundles (IORING_RECVSEND_BUNDLE, 6.10)
     bool zero_copy_ = false;  // large sends go zero-copy (send_zc with usage reports, 6.2)
+    bool direct_active_ = false;  // the listener accepts into direct_ (written by setup() only)
     int listener_ = -1;
     std::uint16_t listener_port_ = 0;
     detail::multishot_accept accept_;        // reuse_port: this reactor's own listener
-    std::vector<int> waiting_;               // accepted while the table was full (reuse_port)
+    std::vector<int> waiting_;               // accepted while the table was full (reuse_port; slots when direct)
     bool stopping_ = false;
     std::chrono::steady_clock::time_point stop_deadline_{};
     std::atomic<bool> stop_requested_{false};
@@ -450,6 +481,16 @@ void basic_reactor<B, Q, S, H>::setup() {
     else
         zero_copy_ = true;
     if (auto fb = buffers_.fallback(); !fb.empty()) fallbacks_.push_back("buffers: " + fb);
+    // Direct descriptors (5.19): the reuse_port listener accepts into a
+    // registered file table of this ring (detail/direct_table.hpp).
+    if (auto fb = direct_.open(*ring_, config_.direct_descriptors, config_.reuse_port, config_.max_connections);
+        !fb.empty())
+        fallbacks_.push_back(fb);
+    direct_active_ = direct_.active();
+    if (auto why = direct_.zero_copy_blocked(); zero_copy_ && !why.empty()) {
+        zero_copy_ = false;
+        fallbacks_.push_back("send_zc: " + why);
+    }
 
     frame_pool::current() = &frames_;  // coroutine frames of this thread's connections
     if (config_.max_connections == 0)
@@ -475,8 +516,9 @@ void basic_reactor<B, Q, S, H>::setup() {
         listener_ = open_listener(endpoint::parse(config_.address, config_.port, config_.dual_stack), config_.dual_stack,
                                   config_.backlog, true, &bound);
         listener_port_ = bound.port();
-        accept_ = detail::multishot_accept(
-            listener_, {reactor_tag(op_accept), reactor_tag(op_accept_retry), reactor_tag(op_cancel)}, &listener_stats_);
+        accept_ = detail::multishot_accept(listener_,
+                                           {reactor_tag(op_accept), reactor_tag(op_accept_retry), reactor_tag(op_cancel)},
+                                           &listener_stats_, direct_active_);
         accept_.arm(*ring_);
     }
     ring_->submit();
@@ -519,12 +561,18 @@ void basic_reactor<B, Q, S, H>::fail(std::exception_ptr why) noexcept {
             }
         }
         if (c.fd_ >= 0) {
-            ::close(c.fd_);
+            // A direct socket leaves the table now, as a plain fd leaves the
+            // fd table (requests still in the kernel keep their reference).
+            if (c.direct_)
+                direct_.release(static_cast<unsigned>(c.fd_));
+            else
+                ::close(c.fd_);
             c.fd_ = -1;
         }
     }
-    for (int fd : waiting_) ::close(fd);
+    for (int fd : waiting_) drop_accepted(fd);
     waiting_.clear();
+    direct_.abandon();  // what else it holds goes with the ring
     inbox_.drain([](int fd) { ::close(fd); });
     accepting_posts_.store(false, std::memory_order_release);
     posted_.discard();
@@ -560,7 +608,7 @@ void basic_reactor<B, Q, S, H>::report(error_report::kind what, std::error_code 
     if (!config_.on_error) return;
     try {
         error_report r{what, static_cast<int>(index_), {}, code, std::move(message)};
-        if (c && c->fd_ >= 0) {
+        if (c && c->fd_ >= 0 && !c->direct_) {  // a direct descriptor has no fd to ask
             endpoint peer;
             peer.length = sizeof peer.storage;
             if (::getpeername(c->fd_, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0)
@@ -623,7 +671,7 @@ template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::loop() {
     auto on_fd = [this](int fd) {
         counters_.handoffs.add();
-        open(fd);
+        open(fd, false);
     };
     auto on_cqe = [this](const io_uring_cqe& cqe) { dispatch(cqe); };
     for (;;) {
@@ -651,12 +699,13 @@ void basic_reactor<B, Q, S, H>::loop() {
     ring_->submit();
     // Let go of the port and the kernel resources now, not when the reactor
     // object dies: after stop() nothing should still accept connections.
-    for (int fd : waiting_) ::close(fd);
+    for (int fd : waiting_) drop_accepted(fd);
     waiting_.clear();
     if (listener_ >= 0) {
         ::close(listener_);
         listener_ = -1;
     }
+    direct_.reset();  // every connection closed: no request uses the table
     buffers_ = B{};
     ring_.reset();
 }
@@ -747,10 +796,10 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
             return;
         case op_handoff:
             counters_.handoffs.add();
-            if (cqe.res >= 0) open(cqe.res);
+            if (cqe.res >= 0) open(cqe.res, false);
             return;
         case op_accept:
-            if (int e = accept_.on_accept(*ring_, cqe, stopping_, [this](int fd) { open(fd); }))
+            if (int e = accept_.on_accept(*ring_, cqe, stopping_, [this](int fd) { open(fd, accept_.direct()); }))
                 report(error_report::kind::accept_backoff, std::error_code(e, std::system_category()),
                        "accept failed; retrying every 10 ms until it works", nullptr);
             return;
@@ -799,9 +848,12 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
 // ---- a connection's life ----------------------------------------------------
 
 template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::open(int fd) {
+void basic_reactor<B, Q, S, H>::open(int fd, bool direct) {
     if (stopping_) {
-        ::close(fd);
+        if (direct)
+            direct_.release(static_cast<unsigned>(fd));
+        else
+            ::close(fd);
         counters_.rejected.add();
         return;
     }
@@ -820,6 +872,7 @@ void basic_reactor<B, Q, S, H>::open(int fd) {
     free_.pop_front();
     live_.push_back(c);
     c.fd_ = fd;
+    c.direct_ = direct;
     c.pending_ = 0;
     c.recv_arms_ = 0;
     c.life_.move_to(phase::open);
@@ -1192,8 +1245,11 @@ void basic_reactor<B, Q, S, H>::begin_teardown(connection_type& c) {
     if constexpr (handler_has_on_close<H>) guarded(c, [&] { handler_.on_close(c, c.reason_); });
     if constexpr (keeps_input) c.input_.clear();  // every held buffer goes back
     deadlines_.forget(c);
-    // One SQE cancels every request on the socket.
-    if (in_kernel) submit(c, op_cancel, [&](io_uring_sqe* s) { uring::prep_cancel_fd(s, c.fd_); });
+    // One SQE cancels every request on the socket (a direct one by its slot, 6.0).
+    if (in_kernel)
+        submit(c, op_cancel, [&](io_uring_sqe* s) {
+            uring::prep_cancel_fd(s, c.fd_, c.direct_ ? IORING_ASYNC_CANCEL_FD_FIXED : 0u);
+        });
     finish_if_done(c);
 }
 
@@ -1205,9 +1261,21 @@ void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
     // reset, which drops the queued bytes), lets the notification come.
     bool notification_due = c.send_.awaiting_notification();
     if (c.life_.now == phase::tearing_down && notification_due && c.pending_ == 1) {
-        linger drop{1, 0};
-        ::setsockopt(c.fd_, SOL_SOCKET, SO_LINGER, &drop, sizeof drop);
-        submit(c, op_close, [&](io_uring_sqe* s) { uring::prep_close(s, c.fd_); });
+        static constexpr linger drop{1, 0};
+        if (c.direct_) {
+            // No fd for setsockopt(2): the socket command (6.7; zero-copy
+            // is off with direct descriptors where it is missing, see
+            // detail/direct_table.hpp), hard-linked so the close runs
+            // whatever it returns. One submission holds the pair.
+            if (ring_->sq_space_left() < 2) ring_->submit();
+            submit(c, op_setsockopt, [&](io_uring_sqe* s) {
+                uring::prep_setsockopt(s, c.fd_, SOL_SOCKET, SO_LINGER, &drop, sizeof drop);
+                uring::add_flags(s, IOSQE_IO_HARDLINK);
+            });
+        } else {
+            ::setsockopt(c.fd_, SOL_SOCKET, SO_LINGER, &drop, sizeof drop);
+        }
+        submit_close(c);
         c.life_.move_to(phase::closing);
         return;
     }
@@ -1219,7 +1287,7 @@ void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
             return;
         }
         // Every operation on the socket has reported back; close it.
-        submit(c, op_close, [&](io_uring_sqe* s) { uring::prep_close(s, c.fd_); });
+        submit_close(c);
         c.life_.move_to(phase::closing);
     } else if (c.life_.now == phase::closing) {
         release_slot(c);
@@ -1235,6 +1303,7 @@ void basic_reactor<B, Q, S, H>::release_slot(connection_type& c) {
     c.input_.release_memory();  // a large spill is not kept for the slot's next connection
     deadlines_.forget(c);
     c.fd_ = -1;
+    c.direct_ = false;
     c.outbound_ = c.connecting_ = c.connect_in_kernel_ = c.lingering_ = false;
     c.throttle_ = {};
     generations_->retire(c.slot_);
@@ -1248,7 +1317,7 @@ void basic_reactor<B, Q, S, H>::release_slot(connection_type& c) {
     if (!waiting_.empty()) {
         int fd = waiting_.front();
         waiting_.erase(waiting_.begin());
-        open(fd);
+        open(fd, direct_active_);
     } else {
         accept_.resume(*ring_);  // own listener, paused while the table was full
     }

@@ -10,6 +10,10 @@
 //   - pause() cancels it (connections wait in the listen backlog) and
 //     resume() arms it again, at once or when the cancelled one reports back.
 //
+// With `direct` the sockets go straight into the ring's registered file
+// table (IORING_FILE_INDEX_ALLOC, 5.19) and on_socket gets slot indices,
+// not fds; a full table ends the request with ENFILE, which backs off.
+//
 // Owner thread only: the thread whose ring holds the accept.
 #pragma once
 
@@ -38,22 +42,28 @@ struct accept_tags {
 class multishot_accept {
 public:
     multishot_accept() = default;
-    multishot_accept(int listener, accept_tags tags, accept_stats* stats) noexcept
-        : listener_(listener), tags_(tags), stats_(stats) {}
+    multishot_accept(int listener, accept_tags tags, accept_stats* stats, bool direct = false) noexcept
+        : listener_(listener), tags_(tags), stats_(stats), direct_(direct) {}
 
     bool armed() const noexcept { return armed_; }
     bool paused() const noexcept { return paused_; }
     int listener() const noexcept { return listener_; }
+    // Accepted sockets are registered-file slots (see above).
+    bool direct() const noexcept { return direct_; }
 
     void arm(uring::ring& ring) {
         auto* s = ring.get_sqe();
-        uring::prep_accept_multishot(s, listener_, SOCK_CLOEXEC);
+        if (direct_)
+            uring::prep_accept_multishot_direct(s, listener_);
+        else
+            uring::prep_accept_multishot(s, listener_, SOCK_CLOEXEC);
         uring::set_user_data(s, tags_.accept);
         armed_ = true;
     }
 
-    // A CQE tagged `accept`: calls on_socket(fd) for an accepted socket,
-    // re-arms or backs off when the kernel ended the request. `stopping`
+    // A CQE tagged `accept`: calls on_socket(fd) for an accepted socket (its
+    // slot when direct()), re-arms or backs off when the kernel ended the
+    // request. `stopping`
     // leaves it ended. Returns the errno when this CQE began a back-off
     // episode (the first error since the last accepted socket), else 0, so
     // the owner reports each episode once, not every 10 ms.
@@ -111,6 +121,7 @@ private:
     int listener_ = -1;
     accept_tags tags_{};
     accept_stats* stats_ = nullptr;
+    bool direct_ = false;
     bool armed_ = false;
     bool paused_ = false;
     bool backing_off_ = false;

@@ -35,6 +35,7 @@ enum class feature : std::uint32_t {
     napi = 1u << 17,                 // IORING_REGISTER_NAPI, 6.9
     ring_socket = 1u << 18,          // IORING_OP_SOCKET, 5.19 (outbound connections)
     send_zc = 1u << 19,              // IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE, 6.2
+    direct_descriptors = 1u << 20,   // the reactor's registered file table (accept direct), 5.19
     incremental_bundle = 1u << 21,   // bundle receives into an incremental buffer ring, 6.15 (by release)
 };
 
@@ -64,6 +65,7 @@ inline constexpr feature_name feature_names[] = {
     {feature::napi, "napi"},
     {feature::ring_socket, "ring_socket"},
     {feature::send_zc, "send_zc"},
+    {feature::direct_descriptors, "direct_descriptors"},
     {feature::incremental_bundle, "incremental_bundle"},
 };
 

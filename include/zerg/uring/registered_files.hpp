@@ -43,7 +43,9 @@ public:
     }
     registered_files(const registered_files&) = delete;
     registered_files& operator=(const registered_files&) = delete;
-    ~registered_files() { unregister(); }
+    ~registered_files() {
+        if (ring_) unregister();
+    }
 
     unsigned size() const noexcept { return slots_; }
 
@@ -58,6 +60,13 @@ public:
         return r < 0 ? r : 0;
     }
     int clear(unsigned slot) noexcept { return update(slot, -1); }
+
+    // Lets the table go without unregistering it: the ring's own teardown
+    // frees it. For an owner whose ring may still run requests on the table
+    // (a failed loop): before Linux 6.4 unregistering waits until every
+    // request that uses the table has completed. No member may be called
+    // after it but the destructor.
+    void leave_to_ring() noexcept { ring_ = nullptr; }
 
 private:
     void unregister() noexcept { ring_->register_op(IORING_UNREGISTER_FILES, nullptr, 0); }

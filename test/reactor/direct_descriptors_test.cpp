@@ -1,0 +1,332 @@
+// Direct descriptors (server_config::direct_descriptors, doc/direct-descriptors.md):
+// with reuse_port each reactor accepts straight into its registered file
+// table and every receive, send, shutdown and close names the slot. Checked:
+// echo is byte-exact over them with several connections and reactors, the
+// path is reported in effect, fd() is -1 and is_direct(); close, lingering
+// close, the handler's abort and the peer's reset all work and give their
+// slots back (more connections, in rounds, than the table has slots); a
+// zero-copy send whose notification is due is reset through the ring where
+// zero-copy is on with them (6.7). Hidden (ZERG_URING_HIDE=direct_descriptors),
+// without reuse_port, or with RLIMIT_NOFILE below the table, it falls back
+// to plain fds, reported, and still echoes.
+#define BOOST_TEST_MODULE reactor_direct_descriptors
+#include <boost/test/unit_test.hpp>
+
+#include <zerg/zerg.hpp>
+
+#include <support/echo_client.hpp>
+#include <support/server_checks.hpp>
+#include <support/skip.hpp>
+#include <support/sockets.hpp>
+
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+namespace uring = zerg::uring;
+using namespace std::chrono_literals;
+
+bool under_qemu() { return std::getenv("ZERG_TEST_UNDER_QEMU") != nullptr; }
+
+// What on_open saw, written on reactor threads and read by the test.
+std::atomic<int> opens{0};
+std::atomic<int> direct_opens{0};      // is_direct(), fd() -1, direct_index() >= 0
+std::atomic<int> inconsistent{0};      // is_direct() disagreeing with fd() / direct_index()
+std::atomic<int> closes{0};
+std::atomic<int> unclean_closes{0};
+
+void reset_counts() {
+    opens = direct_opens = inconsistent = closes = unclean_closes = 0;
+}
+
+template <class C>
+void saw_open(const C& c) {
+    ++opens;
+    if (c.is_direct()) {
+        ++direct_opens;
+        if (c.fd() != -1 || c.direct_index() < 0) ++inconsistent;
+    } else if (c.fd() < 0 || c.direct_index() != -1) {
+        ++inconsistent;
+    }
+}
+
+// An echo, except for a connection whose first bytes ask for a way to
+// close: "!C" a reply then close(), "!L" a reply then lingering_close(),
+// "!X" a throw (the reactor aborts the connection: cancel, then close).
+struct command_echo {
+    struct connection_state {
+        bool started = false;
+    };
+    void on_open(zerg::connection<command_echo>& c) { saw_open(c); }
+    void on_data(zerg::connection<command_echo>& c, std::span<const std::byte> bytes) {
+        bool first = !std::exchange(c.state().started, true);
+        char command = first && bytes.size() >= 2 && bytes[0] == std::byte{'!'} ? static_cast<char>(bytes[1]) : 0;
+        switch (command) {
+            case 'C':
+                c.write("bye\n");
+                c.close();
+                return;
+            case 'L':
+                c.write("no\n");
+                c.lingering_close();
+                return;
+            case 'X':
+                throw std::runtime_error("asked to fail");
+            default:
+                c.write(bytes);
+        }
+    }
+    void on_close(zerg::connection<command_echo>&, zerg::close_reason r) {
+        if (r) ++unclean_closes;
+        ++closes;
+    }
+};
+
+// Answers its first byte with 8 MiB at once: a large zero-copy send made
+// while the peer's window is small.
+struct big_reply {
+    void on_open(zerg::connection<big_reply>& c) { saw_open(c); }
+    void on_data(zerg::connection<big_reply>& c, std::span<const std::byte>) {
+        if (c.queued_bytes() > 0) return;
+        std::vector<std::byte> eight(std::size_t{8} << 20, std::byte{0x33});
+        c.write(eight);
+    }
+};
+
+template <class H>
+using reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 256>, zerg::spsc_handoff<1024>, zerg::plain_submission, H>;
+
+zerg::server_config test_config(unsigned reactors = 1, unsigned max_connections = 64) {
+    zerg::server_config config;
+    config.address = "127.0.0.1";
+    config.reactors = reactors;
+    config.reuse_port = true;
+    config.direct_descriptors = true;
+    config.ring_entries = 256;
+    config.max_connections = max_connections;
+    config.stop_deadline = 2000ms;
+    return config;
+}
+
+bool listed(const std::vector<std::string>& all, const std::string& prefix) {
+    for (auto const& fb : all)
+        if (fb.rfind(prefix, 0) == 0) return true;
+    return false;
+}
+
+template <class R>
+void say(const zerg::server<R>& s) {
+    std::cout << boost::unit_test::framework::current_test_case().p_name.get() << ": direct descriptors "
+              << (s.reactor(0).direct_descriptors() ? "on" : "off") << ", " << direct_opens.load() << " of "
+              << opens.load() << " connections direct";
+    for (auto const& fb : s.fallbacks()) std::cout << "; fallback " << fb;
+    std::cout << '\n';
+}
+
+bool hidden_by_environment() {
+    if (!uring::is_hidden(uring::feature::direct_descriptors)) return false;
+    std::cout << "SKIPPED " << boost::unit_test::framework::current_test_case().p_name.get()
+              << ": direct_descriptors hidden by ZERG_URING_HIDE\n";
+    return true;
+}
+
+// Reads until EOF, a reset, or 10 s; what came. `eof`: a clean EOF.
+std::string read_to_end(int fd, bool& eof) {
+    std::string got;
+    char buf[4096];
+    eof = false;
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 100) <= 0) continue;
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n == 0) eof = true;
+        if (n <= 0) break;
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+}
+
+// One connection that sends `first` and reads to the end.
+std::string exchange(std::uint16_t port, std::string_view first, bool& eof) {
+    auto fd = zerg::test::connect_loopback(port);
+    BOOST_REQUIRE(::send(fd.get(), first.data(), first.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(first.size()));
+    return read_to_end(fd.get(), eof);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(echo_is_exact_over_direct_descriptors) {
+    if (hidden_by_environment()) return;
+    reset_counts();
+    zerg::server<reactor<command_echo>> s(test_config(2));
+    s.start();
+    for (unsigned i = 0; i < s.reactor_count(); ++i) BOOST_TEST(s.reactor(i).direct_descriptors());
+    BOOST_TEST(!listed(s.fallbacks(), "direct_descriptors: "));
+    using zerg::test::check;
+    // The echo client's connections never start with '!' (a command).
+    for (unsigned i = 0; i < 8; ++i) BOOST_REQUIRE(zerg::test::pattern_byte(0x1234u + i * 7919u, 0) != '!');
+    check(zerg::test::run_echo({s.port(), 8, 64 * 1024, 4}), 8ull * 64 * 1024 * 4);
+    check(zerg::test::run_echo({s.port(), 1, std::size_t{1} << 20, 2}), std::uint64_t{2} << 20);
+    zerg::test::check_clean(s);
+    say(s);
+    BOOST_TEST(opens.load() == 9);
+    BOOST_TEST(direct_opens.load() == 9);
+    BOOST_TEST(inconsistent.load() == 0);
+    BOOST_TEST(unclean_closes.load() == 0);
+    s.stop();
+}
+
+BOOST_AUTO_TEST_CASE(closes_and_resets_give_their_slots_back) {
+    if (hidden_by_environment()) return;
+    reset_counts();
+    // 8 connections at most: a table of 8 + 64 slots. The rounds open and
+    // close far more than that, every way a connection can end.
+    zerg::server<reactor<command_echo>> s(test_config(1, 8));
+    s.start();
+    BOOST_TEST(s.reactor(0).direct_descriptors());
+    const int rounds = under_qemu() ? 6 : 12;
+    int expected = 0, expected_unclean = 0;
+    for (int round = 0; round < rounds; ++round) {
+        zerg::test::check(zerg::test::run_echo({s.port(), 8, 4096, 2}), 8ull * 4096 * 2);
+        expected += 8;
+        bool eof = false;
+        BOOST_TEST(exchange(s.port(), "!C", eof) == "bye\n");  // close()
+        BOOST_TEST(eof);
+        {
+            // lingering_close(): the reply, EOF, while the client still sends.
+            auto fd = zerg::test::connect_loopback(s.port());
+            BOOST_REQUIRE(::send(fd.get(), "!L", 2, MSG_NOSIGNAL) == 2);
+            std::string more(16 * 1024, 'm');
+            ::send(fd.get(), more.data(), more.size(), MSG_NOSIGNAL);
+            ::shutdown(fd.get(), SHUT_WR);
+            BOOST_TEST(read_to_end(fd.get(), eof) == "no\n");
+            BOOST_TEST(eof);
+        }
+        exchange(s.port(), "!X", eof);  // the handler throws: aborted (cancel, close)
+        zerg::test::vanish_mid_send(s.port(), 4);  // resets and FINs mid-send
+        expected += 3 + 4;
+        expected_unclean += 1;  // the throw; the vanished ones may be either
+        BOOST_TEST(zerg::test::eventually([&] { return closes.load() == expected; }), "closes " << closes.load());
+    }
+    zerg::test::check_clean(s);
+    say(s);
+    auto t = s.totals();
+    BOOST_TEST(t.accepted == static_cast<std::uint64_t>(expected));
+    BOOST_TEST(t.accepted > 8u + zerg::detail::direct_table::headroom);  // every slot was used more than once
+    BOOST_TEST(direct_opens.load() == expected);
+    BOOST_TEST(inconsistent.load() == 0);
+    BOOST_TEST(unclean_closes.load() >= expected_unclean);
+    BOOST_TEST(t.closed_handler >= static_cast<std::uint64_t>(rounds));
+    s.stop();
+}
+
+// A peer that stops reading while a zero-copy send's notification is due:
+// the write timeout's teardown resets the socket so the notification comes.
+// On a direct descriptor that is the ring's setsockopt, hard-linked before
+// close_direct (6.7); before 6.7, or without the socket command, zero-copy
+// is off with direct descriptors, reported, and the sends are copied.
+BOOST_AUTO_TEST_CASE(zero_copy_with_direct_descriptors_resets_through_the_ring) {
+    if (hidden_by_environment()) return;
+    reset_counts();
+    auto config = test_config();
+    config.zero_copy_threshold = 16 * 1024;
+    config.write_timeout = 300ms;
+    zerg::server<reactor<big_reply>> s(config);
+    s.start();
+    BOOST_TEST(s.reactor(0).direct_descriptors());
+    bool zc_kernel = zerg::detail::kernel_reports_zc_usage() && !uring::is_hidden(uring::feature::send_zc);
+    bool with_direct = uring::kernel_release::running().at_least(6, 7) && zerg::detail::kernel_has_socket_commands() &&
+                       !uring::is_hidden(uring::feature::ring_socket_ops);
+    BOOST_TEST(s.reactor(0).zero_copy() == (zc_kernel && with_direct));
+    if (zc_kernel && !with_direct) BOOST_TEST(listed(s.fallbacks(), "send_zc: direct descriptors are in effect"));
+    zerg::test::fd_guard c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int small = 4096;
+    ::setsockopt(c.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(s.port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    BOOST_REQUIRE(::connect(c.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    BOOST_REQUIRE(::send(c.get(), "x", 1, MSG_NOSIGNAL) == 1);
+    // Never read: the write timeout closes it; the notification then comes.
+    BOOST_TEST(zerg::test::eventually([&] { return s.totals().closed_timeout == 1u; }));
+    zerg::test::check_clean(s);
+    say(s);
+    BOOST_TEST(direct_opens.load() == 1);
+    BOOST_TEST(s.totals().zc_sends == (s.reactor(0).zero_copy() ? 1u : 0u));
+    s.stop();
+}
+
+BOOST_AUTO_TEST_CASE(hidden_direct_descriptors_fall_back_to_plain_fds) {
+    uring::scoped_hide hide(uring::feature::direct_descriptors);
+    reset_counts();
+    zerg::server<reactor<command_echo>> s(test_config());
+    s.start();
+    BOOST_TEST(!s.reactor(0).direct_descriptors());
+    BOOST_TEST(listed(s.fallbacks(), "direct_descriptors: hidden by zerg::uring::hide"));
+    zerg::test::check(zerg::test::run_echo({s.port(), 4, 64 * 1024, 2}), 4ull * 64 * 1024 * 2);
+    bool eof = false;
+    BOOST_TEST(exchange(s.port(), "!C", eof) == "bye\n");
+    zerg::test::check_clean(s);
+    say(s);
+    BOOST_TEST(opens.load() == 5);
+    BOOST_TEST(direct_opens.load() == 0);
+    BOOST_TEST(inconsistent.load() == 0);
+    s.stop();
+}
+
+BOOST_AUTO_TEST_CASE(without_reuse_port_connections_are_plain_fds) {
+    reset_counts();
+    auto config = test_config();
+    config.reuse_port = false;  // the acceptor thread hands over plain fds
+    zerg::server<reactor<command_echo>> s(config);
+    s.start();
+    BOOST_TEST(!s.reactor(0).direct_descriptors());
+    if (!uring::is_hidden(uring::feature::direct_descriptors))
+        BOOST_TEST(listed(s.fallbacks(), "direct_descriptors: only a reactor with its own listener"));
+    zerg::test::check(zerg::test::run_echo({s.port(), 4, 4096, 4}), 4ull * 4096 * 4);
+    zerg::test::check_clean(s);
+    say(s);
+    BOOST_TEST(direct_opens.load() == 0);
+    BOOST_TEST(inconsistent.load() == 0);
+    s.stop();
+}
+
+// The kernel refuses a table larger than RLIMIT_NOFILE (EMFILE): reported,
+// with what to do, and the reactor serves plain fds.
+BOOST_AUTO_TEST_CASE(a_table_over_the_descriptor_limit_falls_back) {
+    if (hidden_by_environment()) return;
+    rlimit before{};
+    BOOST_REQUIRE(::getrlimit(RLIMIT_NOFILE, &before) == 0);
+    rlimit lowered = before;
+    lowered.rlim_cur = 256;
+    if (before.rlim_cur <= 256) lowered.rlim_cur = before.rlim_cur;
+    BOOST_REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+    struct restore {
+        rlimit r;
+        ~restore() { ::setrlimit(RLIMIT_NOFILE, &r); }
+    } at_exit{before};
+    reset_counts();
+    // 512 connections: 576 slots, over the limit of 256.
+    zerg::server<reactor<command_echo>> s(test_config(1, 512));
+    s.start();
+    BOOST_TEST(!s.reactor(0).direct_descriptors());
+    BOOST_TEST(listed(s.fallbacks(), "direct_descriptors: the kernel refused the registered file table (RLIMIT_NOFILE"));
+    zerg::test::check(zerg::test::run_echo({s.port(), 2, 4096, 2}), 2ull * 4096 * 2);
+    zerg::test::check_clean(s);
+    say(s);
+    BOOST_TEST(direct_opens.load() == 0);
+    s.stop();
+}
