@@ -570,6 +570,20 @@ void basic_reactor<B, Q, S, H>::fail(std::exception_ptr why) noexcept {
             c.fd_ = -1;
         }
     }
+    // Requests still in the kernel (a connection's armed receive) hold a
+    // reference to their socket, so neither close(2) nor emptying its slot
+    // ends it while they run. Best effort on a ring that may be broken:
+    // cancel them all, then enter once more so their completions' task work
+    // (deferred with DEFER_TASKRUN) runs and the references go.
+    if (ring_) {
+        std::error_code ec;
+        if (io_uring_sqe* s = ring_->get_sqe(ec)) {
+            uring::prep_cancel_all(s);
+            uring::set_user_data(s, reactor_tag(op_cancel));
+            ring_->submit_and_get_events();
+            ring_->flush_completions();
+        }
+    }
     for (int fd : waiting_) drop_accepted(fd);
     waiting_.clear();
     direct_.abandon();  // what else it holds goes with the ring

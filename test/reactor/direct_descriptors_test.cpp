@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -101,6 +102,27 @@ struct big_reply {
         if (c.queued_bytes() > 0) return;
         std::vector<std::byte> eight(std::size_t{8} << 20, std::byte{0x33});
         c.write(eight);
+    }
+};
+
+std::atomic<int> failed_closes{0};  // on_close with zerg::error::reactor_failed
+
+// A Queue policy that fails for good when told to, at its next wake-up: an
+// error the reactor cannot survive (as an io_uring_enter failure would be).
+struct failing_handoff : zerg::mpmc_handoff<256> {
+    static inline std::atomic<bool> fail{false};
+    void on_wake(zerg::uring::ring& ring) {
+        if (fail.load()) throw std::runtime_error("injected ring failure");
+        zerg::mpmc_handoff<256>::on_wake(ring);
+    }
+};
+
+struct failing_echo {
+    void on_open(zerg::connection<failing_echo>& c) { saw_open(c); }
+    void on_data(zerg::connection<failing_echo>& c, std::span<const std::byte> bytes) { c.write(bytes); }
+    void on_close(zerg::connection<failing_echo>&, zerg::close_reason r) {
+        if (r == zerg::make_error_code(zerg::error::reactor_failed)) ++failed_closes;
+        ++closes;
     }
 };
 
@@ -329,4 +351,46 @@ BOOST_AUTO_TEST_CASE(a_table_over_the_descriptor_limit_falls_back) {
     say(s);
     BOOST_TEST(direct_opens.load() == 0);
     s.stop();
+}
+
+// A reactor that fails closes its sockets: every request still in the
+// kernel is cancelled (each holds a reference to its socket), plain fds are
+// closed and direct slots emptied (the table is left to the ring's
+// teardown). The peers see the end within 5 s, not the receive timeout, and
+// the handler hears of each connection with reactor_failed. Both paths.
+void a_failed_reactor_closes_its_sockets(bool direct) {
+    reset_counts();
+    failed_closes = 0;
+    using R = zerg::basic_reactor<zerg::provided_buffers<4096, 256>, failing_handoff, zerg::plain_submission, failing_echo>;
+    zerg::server<R> s(test_config());
+    s.start();
+    BOOST_TEST(s.reactor(0).direct_descriptors() == direct);
+    std::vector<zerg::test::fd_guard> peers;
+    for (int i = 0; i < 3; ++i) peers.push_back(zerg::test::connect_loopback(s.port()));
+    BOOST_REQUIRE(zerg::test::eventually([&] { return s.totals().open_connections == 3u; }, 5s));
+    failing_handoff::fail = true;
+    s.post(0, [](R&) {});  // wakes it: on_wake throws
+    BOOST_TEST(s.wait_for_failure(5000ms), "the failure was not told");
+    for (auto& p : peers) {
+        timeval tv{5, 0};
+        ::setsockopt(p.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char byte;
+        ssize_t n = ::recv(p.get(), &byte, 1, 0);
+        int e = n < 0 ? errno : 0;
+        BOOST_TEST((n == 0 || (n < 0 && e != EAGAIN && e != EWOULDBLOCK)), "recv " << n << ", errno " << e);
+    }
+    BOOST_TEST(failed_closes.load() == 3);
+    BOOST_TEST(direct_opens.load() == (direct ? 3 : 0));
+    failing_handoff::fail = false;
+    BOOST_CHECK_THROW(s.stop(), std::runtime_error);
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_reactor_closes_its_direct_sockets) {
+    if (hidden_by_environment()) return;
+    a_failed_reactor_closes_its_sockets(true);
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_reactor_closes_its_plain_sockets) {
+    uring::scoped_hide hide(uring::feature::direct_descriptors);
+    a_failed_reactor_closes_its_sockets(false);
 }
