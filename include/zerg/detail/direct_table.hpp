@@ -117,7 +117,8 @@ public:
     // of the loop, when no request uses it any more; before the ring goes.
     void reset() noexcept { files_.reset(); }
     // A failed loop: requests may still use the table, and unregistering
-    // could wait for them (before 6.4), so the ring's teardown frees it.
+    // could wait for them (older kernels, 6.1 among them, quiesce the
+    // table first), so the ring's teardown frees it.
     // The caller released the slots it knows of first.
     void abandon() noexcept {
         if (!files_) return;

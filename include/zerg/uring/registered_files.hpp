@@ -63,9 +63,9 @@ public:
 
     // Lets the table go without unregistering it: the ring's own teardown
     // frees it. For an owner whose ring may still run requests on the table
-    // (a failed loop): before Linux 6.4 unregistering waits until every
-    // request that uses the table has completed. No member may be called
-    // after it but the destructor.
+    // (a failed loop): on older kernels (6.1 among them) unregistering
+    // quiesces the table, waiting until every request that uses it has
+    // completed. No member may be called after it but the destructor.
     void leave_to_ring() noexcept { ring_ = nullptr; }
 
 private:
