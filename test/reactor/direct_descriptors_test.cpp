@@ -207,7 +207,18 @@ BOOST_AUTO_TEST_CASE(echo_is_exact_over_direct_descriptors) {
     BOOST_TEST(direct_opens.load() == 9);
     BOOST_TEST(inconsistent.load() == 0);
     BOOST_TEST(unclean_closes.load() == 0);
+    // A graceful stop closes the open ones (close_direct) and unregisters
+    // the tables: their peers see EOF.
+    std::vector<zerg::test::fd_guard> idle;
+    for (int i = 0; i < 4; ++i) idle.push_back(zerg::test::connect_loopback(s.port()));
+    BOOST_REQUIRE(zerg::test::eventually([&] { return s.totals().open_connections == 4u; }, 5s));
     s.stop();
+    for (auto& p : idle) {
+        bool eof = false;
+        read_to_end(p.get(), eof);
+        BOOST_TEST(eof);
+    }
+    BOOST_TEST(closes.load() == 13);
 }
 
 BOOST_AUTO_TEST_CASE(closes_and_resets_give_their_slots_back) {
