@@ -19,10 +19,11 @@
 // The concerns live in their own headers: a connection's phase and read
 // state in detail/connection_phase.hpp, its outbound side in
 // detail/send_path.hpp, the deadlines in detail/deadlines.hpp, the
-// reuse_port listener's accept in detail/multishot_accept.hpp. Every
-// operation on a connection goes through submit(), which counts it in the
-// connection's pending_: the slot is reused only once that count is back
-// to zero after the close, so no CQE can reach the slot's next connection.
+// reuse_port listener's accept in detail/multishot_accept.hpp, the table
+// of direct descriptors in detail/direct_table.hpp. Every operation on a
+// connection goes through submit(), which counts it in the connection's
+// pending_: the slot is reused only once that count is back to zero after
+// the close, so no CQE can reach the slot's next connection.
 //
 // Thread-safety is given per member below: most belong to the reactor
 // thread; hand_over() to the Queue policy's producers; request_stop(),
