@@ -299,7 +299,21 @@ private:
     void begin_teardown(connection_type& c);
     void finish_if_done(connection_type& c);
     // The close of c's socket: close_direct frees a direct one's slot (5.15).
+    // Where the kernel puts a file taken out of the table only later (see
+    // direct_table::delays_release()), a graceful close first shuts the
+    // socket down, hard-linked, so the peer sees the end now; the close
+    // runs whatever the shutdown returns (ENOTCONN after a reset).
     void submit_close(connection_type& c) {
+        if (c.direct_ && direct_shutdown_first_) {
+            if (ring_->sq_space_left() < 2) ring_->submit();  // the linked pair in one submission
+            submit(c, op_shutdown, [&](io_uring_sqe* s) {
+                uring::prep_shutdown(s, c.fd_, SHUT_RDWR);
+                uring::add_flags(s, IOSQE_IO_HARDLINK);
+            });
+        }
+        submit_close_only(c);
+    }
+    void submit_close_only(connection_type& c) {
         submit(c, op_close, [&](io_uring_sqe* s) {
             if (c.direct_)
                 uring::prep_close_direct(s, static_cast<unsigned>(c.fd_));
@@ -386,6 +400,7 @@ private:
     bool bundles_ = false;  // receives are armed as bundles (IORING_RECVSEND_BUNDLE, 6.10)
     bool zero_copy_ = false;  // large sends go zero-copy (send_zc with usage reports, 6.2)
     bool direct_active_ = false;  // the listener accepts into direct_ (written by setup() only)
+    bool direct_shutdown_first_ = false;  // direct_.delays_release(): shut down before close_direct
     int listener_ = -1;
     std::uint16_t listener_port_ = 0;
     detail::multishot_accept accept_;        // reuse_port: this reactor's own listener
@@ -488,6 +503,7 @@ void basic_reactor<B, Q, S, H>::setup() {
         !fb.empty())
         fallbacks_.push_back(fb);
     direct_active_ = direct_.active();
+    direct_shutdown_first_ = direct_.delays_release();
     if (auto why = direct_.zero_copy_blocked(); zero_copy_ && !why.empty()) {
         zero_copy_ = false;
         fallbacks_.push_back("send_zc: " + why);
@@ -1290,7 +1306,7 @@ void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
         } else {
             ::setsockopt(c.fd_, SOL_SOCKET, SO_LINGER, &drop, sizeof drop);
         }
-        submit_close(c);
+        submit_close_only(c);  // a reset: no shutdown's FIN first
         c.life_.move_to(phase::closing);
         return;
     }

@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -230,13 +231,16 @@ BOOST_AUTO_TEST_CASE(closes_and_resets_give_their_slots_back) {
     s.start();
     BOOST_TEST(s.reactor(0).direct_descriptors());
     const int rounds = under_qemu() ? 6 : 12;
+    std::vector<std::chrono::steady_clock::duration> close_latencies;
     int expected = 0, expected_unclean = 0;
     for (int round = 0; round < rounds; ++round) {
         zerg::test::check(zerg::test::run_echo({s.port(), 8, 4096, 2}), 8ull * 4096 * 2);
         expected += 8;
         bool eof = false;
+        auto asked = std::chrono::steady_clock::now();
         BOOST_TEST(exchange(s.port(), "!C", eof) == "bye\n");  // close()
         BOOST_TEST(eof);
+        close_latencies.push_back(std::chrono::steady_clock::now() - asked);
         {
             // lingering_close(): the reply, EOF, while the client still sends.
             auto fd = zerg::test::connect_loopback(s.port());
@@ -255,6 +259,14 @@ BOOST_AUTO_TEST_CASE(closes_and_resets_give_their_slots_back) {
     }
     zerg::test::check_clean(s);
     say(s);
+    // The peer sees a close at once: where the kernel puts a file taken out
+    // of the table only later (6.1: up to a second), the reactor shuts the
+    // socket down first.
+    std::sort(close_latencies.begin(), close_latencies.end());
+    auto median = close_latencies[close_latencies.size() / 2];
+    std::cout << "  median time from the close request to the peer's EOF: "
+              << std::chrono::duration_cast<std::chrono::microseconds>(median).count() << " us\n";
+    BOOST_TEST((median < 500ms));
     auto t = s.totals();
     BOOST_TEST(t.accepted == static_cast<std::uint64_t>(expected));
     BOOST_TEST(t.accepted > 8u + zerg::detail::direct_table::headroom);  // every slot was used more than once
