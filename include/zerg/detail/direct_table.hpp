@@ -102,8 +102,9 @@ public:
             return "direct descriptors are in effect and zero-copy sends on them are used from Linux 6.7 only: "
                    "every send copies";
         if (uring::is_hidden(uring::feature::ring_socket_ops) || !kernel_has_socket_commands())
-            return "direct descriptors are in effect and the kernel lacks the setsockopt socket command (Linux 6.7) "
-                   "that resets a direct socket whose zero-copy notification is due: every send copies";
+            return "direct descriptors are in effect and the setsockopt socket command (Linux 6.7) that resets a "
+                   "direct socket whose zero-copy notification is due is missing (or hidden: "
+                   "ZERG_URING_HIDE=ring_socket_ops): every send copies";
         return {};
     }
 
