@@ -222,6 +222,23 @@ BOOST_AUTO_TEST_CASE(echo_is_exact_over_direct_descriptors) {
     BOOST_TEST(closes.load() == 13);
 }
 
+// The same over an SQPOLL ring (the kernel's thread submits the SQEs that
+// name the slots).
+BOOST_AUTO_TEST_CASE(echo_is_exact_over_direct_descriptors_with_sqpoll) {
+    if (hidden_by_environment()) return;
+    reset_counts();
+    using R = zerg::basic_reactor<zerg::provided_buffers<4096, 256>, zerg::spsc_handoff<1024>,
+                                  zerg::sqpoll_submission<-1, 100>, command_echo>;
+    zerg::server<R> s(test_config());
+    s.start();
+    BOOST_TEST(s.reactor(0).direct_descriptors());
+    zerg::test::check(zerg::test::run_echo({s.port(), 4, 64 * 1024, 2}), 4ull * 64 * 1024 * 2);
+    zerg::test::check_clean(s);
+    say(s);
+    BOOST_TEST(direct_opens.load() == 4);
+    s.stop();
+}
+
 BOOST_AUTO_TEST_CASE(closes_and_resets_give_their_slots_back) {
     if (hidden_by_environment()) return;
     reset_counts();
