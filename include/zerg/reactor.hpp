@@ -289,6 +289,7 @@ private:
     static std::string describe(std::exception_ptr e, std::error_code* code = nullptr) noexcept;
     template <class Call>
     bool guarded(connection_type& c, Call&& call) noexcept;
+    void handler_failed(connection_type& c, std::error_code code, const char* message) noexcept;
     void report(error_report::kind what, std::error_code code, std::string message, const connection_type* c) noexcept;
     bool input_over(const connection_type& c) const noexcept {
         if constexpr (keeps_input) return c.input_.size() > config_.max_input;
@@ -578,25 +579,31 @@ void basic_reactor<B, Q, S, H>::report(error_report::kind what, std::error_code 
 template <class B, class Q, class S, class H>
 template <class Call>
 bool basic_reactor<B, Q, S, H>::guarded(connection_type& c, Call&& call) noexcept {
-    std::error_code code;
-    std::string message;
+    // Nothing is built before the call (no message string per callback):
+    // the failure path alone pays for its report.
     try {
         call();
         return true;
     } catch (const std::bad_alloc&) {
-        code = make_error_code(error::out_of_memory);
-        message = "std::bad_alloc";
+        handler_failed(c, make_error_code(error::out_of_memory), "std::bad_alloc");
     } catch (const std::exception& e) {
-        code = make_error_code(error::handler_exception);
-        message = e.what();
+        handler_failed(c, make_error_code(error::handler_exception), e.what());
     } catch (...) {
-        code = make_error_code(error::handler_exception);
-        message = "an exception not derived from std::exception";
+        handler_failed(c, make_error_code(error::handler_exception), "an exception not derived from std::exception");
     }
-    counters_.handler_exceptions.add();
-    report(error_report::kind::handler_exception, code, std::move(message), &c);
-    if (!c.life_.torn_down()) abort(c, code);
     return false;
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::handler_failed(connection_type& c, std::error_code code, const char* message) noexcept {
+    counters_.handler_exceptions.add();
+    std::string text;
+    try {
+        text = message;
+    } catch (...) {  // no memory for the message: reported without it
+    }
+    report(error_report::kind::handler_exception, code, std::move(text), &c);
+    if (!c.life_.torn_down()) abort(c, code);
 }
 
 template <class B, class Q, class S, class H>
