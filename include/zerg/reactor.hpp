@@ -1033,7 +1033,8 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
     --c.pending_;
     connection_type& source = source_of(c);  // c itself unless it relays (throttle())
     bool paused = source.life_.read == read_state::paused || source.life_.read == read_state::cancelling;
-    detail::send_outcome sent = c.send_.complete(res, pool_, paused, config_.max_write_queue);
+    detail::send_outcome sent = c.send_.complete(res, pool_, paused, config_.max_write_queue,
+                                                 [this](std::uint16_t id) noexcept { buffers_.release(id); });
     if (c.life_.torn_down()) {  // aborted meanwhile: nothing more to send or time
         finish_if_done(c);
         return;
