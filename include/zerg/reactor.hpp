@@ -269,6 +269,7 @@ private:
     void on_recv(connection_type& c, const io_uring_cqe& cqe);
     void on_send(connection_type& c, const io_uring_cqe& cqe);
     void do_work(connection_type& c);
+    void start_send(connection_type& c);  // precondition: c.send_.ready()
     void run_work_list();
     void feed_starved();
     void want_to_read(connection_type& c);
@@ -1063,6 +1064,16 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
 // or (re)armed, a SHUT_WR, or its teardown once flushed.
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
+    // The common case (an open connection whose receive is armed wrote an
+    // answer): start its send and stop. What the general path below checks
+    // next cannot apply: no drain, shutdown or lingering while open, and an
+    // armed receive needs no arming.
+    if (c.life_.now == phase::open && c.life_.read == read_state::armed && !c.connecting_) [[likely]] {
+        if (c.send_.ready()) start_send(c);
+        deadlines_.output(c, !c.send_.empty(), false, now_);
+        if (c.send_.over(config_.max_write_queue) || input_over(c)) pause_reading(input_over(c) ? c : source_of(c));
+        return;
+    }
     if (c.life_.torn_down()) return;
     if (c.connecting_) {  // writes wait for the connect; a close() now ends it
         if (c.life_.now == phase::draining)
@@ -1071,12 +1082,7 @@ void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
             pause_reading(source_of(c));
         return;
     }
-    if (c.send_.ready())
-        submit(c, op_send, [&](io_uring_sqe* s) {
-            if (c.send_.prepare_send(s, c.fd_, zero_copy_, config_.zero_copy_threshold) ==
-                detail::send_path::send_kind::copied_above_threshold)
-                counters_.zc_unavailable.add();
-        });
+    if (c.send_.ready()) start_send(c);
     deadlines_.output(c, !c.send_.empty(), false, now_);
     if (c.send_.over(config_.max_write_queue) || input_over(c)) {
         pause_reading(input_over(c) ? c : source_of(c));
@@ -1109,6 +1115,15 @@ void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
         submit(c, op_shutdown, [&](io_uring_sqe* s) { uring::prep_shutdown(s, c.fd_, SHUT_WR); });
         c.life_.move_to(phase::write_shut);
     }
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::start_send(connection_type& c) {
+    submit(c, op_send, [&](io_uring_sqe* s) {
+        if (c.send_.prepare_send(s, c.fd_, zero_copy_, config_.zero_copy_threshold) ==
+            detail::send_path::send_kind::copied_above_threshold)
+            counters_.zc_unavailable.add();
+    });
 }
 
 // Arms a receive if the connection wants one and a buffer can take it.
