@@ -527,6 +527,15 @@ std::optional<std::uint64_t> callgrind_total(const std::string& name, const opti
             if (line.rfind("summary:", 0) == 0 || line.rfind("totals:", 0) == 0)
                 total = std::stoull(line.substr(line.find(':') + 1));
     }
+    // ZERG_BENCH_KEEP_CALLGRIND=DIR keeps each dump there, for callgrind_annotate.
+    if (const char* keep = std::getenv("ZERG_BENCH_KEEP_CALLGRIND"); keep && *keep) {
+        std::string label = name;
+        for (char& ch : label)
+            if (ch == ' ' || ch == '/' || ch == '(' || ch == ')') ch = '_';
+        std::string kept = std::string(keep) + "/" + label + "." + std::to_string(shape.connections) + "x" +
+                           std::to_string(shape.depth) + "-" + std::to_string(per_connection) + ".out";
+        std::rename((out + ".1").c_str(), kept.c_str());
+    }
     std::remove(out.c_str());
     std::remove((out + ".1").c_str());
     return total;

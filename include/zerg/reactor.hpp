@@ -289,6 +289,7 @@ private:
     void on_recv(connection_type& c, const io_uring_cqe& cqe);
     void on_send(connection_type& c, const io_uring_cqe& cqe);
     void do_work(connection_type& c);
+    void start_send(connection_type& c);  // precondition: c.send_.ready()
     void run_work_list();
     void feed_starved();
     void want_to_read(connection_type& c);
@@ -332,6 +333,7 @@ private:
     static std::string describe(std::exception_ptr e, std::error_code* code = nullptr) noexcept;
     template <class Call>
     bool guarded(connection_type& c, Call&& call) noexcept;
+    void handler_failed(connection_type& c, std::error_code code, const char* message) noexcept;
     void report(error_report::kind what, std::error_code code, std::string message, const connection_type* c) noexcept;
     bool input_over(const connection_type& c) const noexcept {
         if constexpr (keeps_input) return c.input_.size() > config_.max_input;
@@ -657,25 +659,31 @@ void basic_reactor<B, Q, S, H>::report(error_report::kind what, std::error_code 
 template <class B, class Q, class S, class H>
 template <class Call>
 bool basic_reactor<B, Q, S, H>::guarded(connection_type& c, Call&& call) noexcept {
-    std::error_code code;
-    std::string message;
+    // Nothing is built before the call (no message string per callback):
+    // the failure path alone pays for its report.
     try {
         call();
         return true;
     } catch (const std::bad_alloc&) {
-        code = make_error_code(error::out_of_memory);
-        message = "std::bad_alloc";
+        handler_failed(c, make_error_code(error::out_of_memory), "std::bad_alloc");
     } catch (const std::exception& e) {
-        code = make_error_code(error::handler_exception);
-        message = e.what();
+        handler_failed(c, make_error_code(error::handler_exception), e.what());
     } catch (...) {
-        code = make_error_code(error::handler_exception);
-        message = "an exception not derived from std::exception";
+        handler_failed(c, make_error_code(error::handler_exception), "an exception not derived from std::exception");
     }
-    counters_.handler_exceptions.add();
-    report(error_report::kind::handler_exception, code, std::move(message), &c);
-    if (!c.life_.torn_down()) abort(c, code);
     return false;
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::handler_failed(connection_type& c, std::error_code code, const char* message) noexcept {
+    counters_.handler_exceptions.add();
+    std::string text;
+    try {
+        text = message;
+    } catch (...) {  // no memory for the message: reported without it
+    }
+    report(error_report::kind::handler_exception, code, std::move(text), &c);
+    if (!c.life_.torn_down()) abort(c, code);
 }
 
 template <class B, class Q, class S, class H>
@@ -1110,7 +1118,8 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
     --c.pending_;
     connection_type& source = source_of(c);  // c itself unless it relays (throttle())
     bool paused = source.life_.read == read_state::paused || source.life_.read == read_state::cancelling;
-    detail::send_outcome sent = c.send_.complete(res, pool_, paused, config_.max_write_queue);
+    detail::send_outcome sent = c.send_.complete(res, pool_, paused, config_.max_write_queue,
+                                                 [this](std::uint16_t id) noexcept { buffers_.release(id); });
     if (c.life_.torn_down()) {  // aborted meanwhile: nothing more to send or time
         finish_if_done(c);
         return;
@@ -1139,6 +1148,16 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
 // or (re)armed, a SHUT_WR, or its teardown once flushed.
 template <class B, class Q, class S, class H>
 void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
+    // The common case (an open connection whose receive is armed wrote an
+    // answer): start its send and stop. What the general path below checks
+    // next cannot apply: no drain, shutdown or lingering while open, and an
+    // armed receive needs no arming.
+    if (c.life_.now == phase::open && c.life_.read == read_state::armed && !c.connecting_) [[likely]] {
+        if (c.send_.ready()) start_send(c);
+        deadlines_.output(c, !c.send_.empty(), false, now_);
+        if (c.send_.over(config_.max_write_queue) || input_over(c)) pause_reading(input_over(c) ? c : source_of(c));
+        return;
+    }
     if (c.life_.torn_down()) return;
     if (c.connecting_) {  // writes wait for the connect; a close() now ends it
         if (c.life_.now == phase::draining)
@@ -1147,12 +1166,7 @@ void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
             pause_reading(source_of(c));
         return;
     }
-    if (c.send_.ready())
-        submit(c, op_send, [&](io_uring_sqe* s) {
-            if (c.send_.prepare_send(s, c.fd_, zero_copy_, config_.zero_copy_threshold) ==
-                detail::send_path::send_kind::copied_above_threshold)
-                counters_.zc_unavailable.add();
-        });
+    if (c.send_.ready()) start_send(c);
     deadlines_.output(c, !c.send_.empty(), false, now_);
     if (c.send_.over(config_.max_write_queue) || input_over(c)) {
         pause_reading(input_over(c) ? c : source_of(c));
@@ -1185,6 +1199,15 @@ void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
         submit(c, op_shutdown, [&](io_uring_sqe* s) { uring::prep_shutdown(s, c.fd_, SHUT_WR); });
         c.life_.move_to(phase::write_shut);
     }
+}
+
+template <class B, class Q, class S, class H>
+void basic_reactor<B, Q, S, H>::start_send(connection_type& c) {
+    submit(c, op_send, [&](io_uring_sqe* s) {
+        if (c.send_.prepare_send(s, c.fd_, zero_copy_, config_.zero_copy_threshold) ==
+            detail::send_path::send_kind::copied_above_threshold)
+            counters_.zc_unavailable.add();
+    });
 }
 
 // Arms a receive if the connection wants one and a buffer can take it.

@@ -126,18 +126,25 @@ public:
 
     // The send's CQE: `res` bytes went out, or -errno. `paused` says whether
     // reading is paused for backpressure, `limit` is the queue limit.
-    send_outcome complete(int res, chunk_pool& pool, bool paused, std::size_t limit) noexcept {
+    // Provided buffers whose last sent byte this was go back through
+    // `release_held(id)` (a direct call into the reactor's Buffer policy).
+    template <class ReleaseHeld>
+    [[gnu::always_inline]] send_outcome complete(int res, chunk_pool& pool, bool paused, std::size_t limit,
+                                                 ReleaseHeld&& release_held) noexcept {
         in_flight_ = false;
         send_outcome out;
         if (res < 0) {
             out.failed = true;
             return out;
         }
-        queue_.consume(static_cast<std::size_t>(res), pool);
+        queue_.consume(static_cast<std::size_t>(res), pool, release_held);
         out.progressed = res > 0;
         out.drained = queue_.empty();
         out.resume_reading = paused && queue_.size() <= limit / 2;
         return out;
+    }
+    send_outcome complete(int res, chunk_pool& pool, bool paused, std::size_t limit) noexcept {
+        return complete(res, pool, paused, limit, pool.bound_release());
     }
 
     // Drops what is queued. While a send is in flight the kernel may still

@@ -114,22 +114,25 @@ public:
     std::uint64_t held_total() const noexcept { return held_total_; }
 
     // Any segment: a chunk goes back to the pool, a held one drops its
-    // buffer reference.
-    void release(write_segment* s) noexcept {
+    // buffer reference through `release_held(id)` (the reactor passes its
+    // Buffer policy's release, called directly, no function pointer).
+    template <class ReleaseHeld>
+    void release(write_segment* s, ReleaseHeld&& release_held) noexcept {
         if (s->held()) {
-            release_buffer_(context_, static_cast<std::uint16_t>(s->buffer_id));
-            s->buffer_id = write_segment::no_buffer;
-            --refs_;
-            if (free_refs_count_ >= keep_) {
-                delete s;
-                return;
-            }
-            free_refs_.push_front(*s);
-            ++free_refs_count_;
+            release_held(static_cast<std::uint16_t>(s->buffer_id));
+            drop_ref(s);
             return;
         }
         release(static_cast<write_chunk*>(s));
     }
+    // The bound buffer release, as a callable for the templates here.
+    struct bound_releaser {
+        const chunk_pool* pool;
+        void operator()(std::uint16_t id) const noexcept { pool->release_buffer_(pool->context_, id); }
+    };
+    bound_releaser bound_release() const noexcept { return {this}; }
+    // The same through the bound release (paths off the send completion).
+    void release(write_segment* s) noexcept { release(s, bound_release()); }
 
     write_chunk* acquire() {
         if (free_.empty()) {
@@ -158,6 +161,18 @@ public:
     std::size_t available() const noexcept { return available_; }
 
 private:
+    // A held segment whose buffer reference was dropped: kept for reuse.
+    void drop_ref(write_segment* s) noexcept {
+        s->buffer_id = write_segment::no_buffer;
+        --refs_;
+        if (free_refs_count_ >= keep_) {
+            delete s;
+            return;
+        }
+        free_refs_.push_front(*s);
+        ++free_refs_count_;
+    }
+
     chunk_list free_;
     segment_list free_refs_;
     std::size_t keep_;
@@ -230,11 +245,12 @@ public:
     }
 
     // `n` bytes were sent: drop them, returning emptied chunks to the pool
-    // and held buffers to their ring. A partly filled tail chunk stays, to
-    // take the next write.
-    void consume(std::size_t n, chunk_pool& pool) noexcept {
+    // and held buffers to their ring (through `release_held(id)`). A partly
+    // filled tail chunk stays, to take the next write.
+    template <class ReleaseHeld>
+    void consume(std::size_t n, chunk_pool& pool, ReleaseHeld&& release_held) noexcept {
         if (n == queued_) {  // all of it went (the common case): no walk, no partial head
-            clear(pool);
+            clear(pool, release_held);
             return;
         }
         queued_ -= n;
@@ -247,21 +263,24 @@ public:
                                      static_cast<write_chunk&>(head).room() == 0)) {
                 segments_.pop_front();
                 if (head.held()) --held_;
-                pool.release(&head);
+                pool.release(&head, release_held);
             }
         }
-        if (queued_ == 0) clear(pool);
+        if (queued_ == 0) clear(pool, release_held);
     }
+    void consume(std::size_t n, chunk_pool& pool) noexcept { consume(n, pool, pool.bound_release()); }
 
-    void clear(chunk_pool& pool) noexcept {
+    template <class ReleaseHeld>
+    void clear(chunk_pool& pool, ReleaseHeld&& release_held) noexcept {
         while (!segments_.empty()) {
             write_segment& s = segments_.front();
             segments_.pop_front();
-            pool.release(&s);
+            pool.release(&s, release_held);
         }
         queued_ = 0;
         held_ = 0;
     }
+    void clear(chunk_pool& pool) noexcept { clear(pool, pool.bound_release()); }
 
 private:
     // The tail chunk when it has `min` bytes of room, else a new one (also
