@@ -27,11 +27,13 @@
 #include <zerg/detail/multishot_accept.hpp>
 #include <zerg/error.hpp>
 #include <zerg/policy/handoff.hpp>
+#include <zerg/uring/kernel_release.hpp>
 #include <zerg/uring/operations.hpp>
 #include <zerg/uring/registered_files.hpp>
 #include <zerg/uring/ring.hpp>
 #include <zerg/uring/user_data.hpp>
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -143,7 +145,19 @@ private:
         }
     }
     // Empties the acceptor's slot (the socket is the target's now, or lost).
-    void close_slot(unsigned slot) {
+    // A socket that never reached a reactor (`lost`) is shut down first where
+    // the kernel puts a file taken out of a table only later (before 6.12,
+    // detail/direct_table.hpp): its client sees the end at once, not a
+    // second later. Never on success: the reactor serves the same socket.
+    void close_slot(unsigned slot, bool lost) {
+        if (lost && !uring::kernel_release::running().at_least(6, 12)) {
+            auto* s = ring_->get_sqe();
+            uring::prep_shutdown(s, static_cast<int>(slot), SHUT_RDWR);
+            uring::use_fixed_file(s);
+            uring::add_flags(s, IOSQE_IO_HARDLINK);  // the close runs whatever the shutdown says
+            uring::skip_success_cqe(s);
+            uring::set_user_data(s, tag(op_close));
+        }
         auto* s = ring_->get_sqe();
         uring::prep_close_direct(s, slot);
         uring::skip_success_cqe(s);
@@ -223,7 +237,7 @@ private:
             case msg_ring_handoff::sent_kind: {
                 // A direct socket's MSG_RING completed: this table's slot is
                 // no longer needed either way.
-                close_slot(ud.slot());
+                close_slot(ud.slot(), cqe.res < 0);
                 if (cqe.res < 0) {
                     // It never reached the reactor (its table full, say): the
                     // close is what the client sees; it no longer counts there.

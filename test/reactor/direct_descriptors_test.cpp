@@ -509,7 +509,12 @@ BOOST_AUTO_TEST_CASE(acceptor_msg_ring_failure_closes_and_counts) {
         bool eof = false;
         auto t0 = std::chrono::steady_clock::now();
         BOOST_TEST(read_to_end(fd.get(), eof).empty());
-        BOOST_TEST((std::chrono::steady_clock::now() - t0 < 5s));
+        // At once: before 6.12 the acceptor shuts the lost socket down
+        // before its close_direct (whose put the kernel delays there).
+        auto took = std::chrono::steady_clock::now() - t0;
+        std::cout << "  a lost hand-off's client saw the close after "
+                  << std::chrono::duration_cast<std::chrono::microseconds>(took).count() << " us\n";
+        BOOST_TEST((took < 500ms));
     }
     BOOST_TEST(zerg::test::eventually([&] { return s.acceptor_stats()->handoff_failures.get() == 2u; }, 5s),
                "handoff_failures " << s.acceptor_stats()->handoff_failures.get());
