@@ -3,7 +3,8 @@
 // Last, it starts a default reactor (zerg::reactor<H> on 127.0.0.1, an
 // ephemeral port, one reactor and the acceptor) and prints what that
 // reactor does, as server::fallbacks_by_component() reports it; then once
-// more with reuse_port and direct descriptors asked for.
+// more with reuse_port and direct descriptors asked for, and once with the
+// acceptor, msg_ring_handoff and direct descriptors.
 #include <zerg/zerg.hpp>
 
 #include <cstdio>
@@ -28,21 +29,26 @@ struct echo {
     }
 };
 
-// Starts and stops a default server, printing the paths its reactor took.
-// `direct`: with its own listener (reuse_port) and direct descriptors asked
-// for, to show whether they are in effect and why not.
-void default_reactor_paths(bool direct = false) {
-    if (direct)
+// Starts and stops a server of reactors R, printing the paths its reactor
+// took. `direct`: direct descriptors asked for (with `reuse_port`, or through
+// the acceptor's hand-off), to show whether they are in effect and why not.
+template <class R = zerg::reactor<echo>>
+void default_reactor_paths(bool direct = false, bool reuse_port = true) {
+    if (direct && reuse_port)
         std::printf("\nthe same with --reuse-port --direct-descriptors:\n");
+    else if (direct)
+        std::printf("\nthe same with the acceptor, msg_ring_handoff and --direct-descriptors (%s):\n",
+                    R::policy_names().c_str());
     else
-        std::printf("\na default reactor here (zerg::reactor<H>: %s):\n", zerg::reactor<echo>::policy_names().c_str());
+        std::printf("\na default reactor here (zerg::reactor<H>: %s):\n", R::policy_names().c_str());
     try {
         zerg::server_config config;
         config.address = "127.0.0.1";
         config.port = 0;
         config.reactors = 1;
-        config.reuse_port = config.direct_descriptors = direct;
-        zerg::server<zerg::reactor<echo>> server(config);
+        config.reuse_port = direct && reuse_port;
+        config.direct_descriptors = direct;
+        zerg::server<R> server(config);
         server.start();
         auto& r = server.reactor(0);
         path("receive", r.bundles(), "multishot recv as bundles (several buffers per CQE)",
@@ -218,5 +224,6 @@ int main() {
     }
     default_reactor_paths();
     default_reactor_paths(true);
+    default_reactor_paths<zerg::reactor<echo, zerg::handoff<zerg::msg_ring_handoff>>>(true, false);
     return 0;
 }

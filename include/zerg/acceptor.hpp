@@ -8,18 +8,32 @@
 // per-connection system call of its own. When every reactor's table is
 // full, accepting pauses (connections wait in the listen backlog) and
 // resumes as soon as there is room.
+//
+// Direct descriptors (server_config::direct_descriptors with
+// msg_ring_handoff, doc/direct-descriptors.md): the accept fills the
+// acceptor ring's own sparse file table, and each socket moves from there
+// into the target reactor's table with a MSG_RING (IORING_MSG_SEND_FD, 6.0).
+// The acceptor's slot is closed when that MSG_RING completes, whatever its
+// result: on success the target holds its own reference; on failure (the
+// target's table full, say) the client sees the close, counted as
+// handoff_failures. When a reactor's table is not in effect or the
+// acceptor's is refused, sockets are plain fds (reported).
 #pragma once
 
 #include <zerg/config.hpp>
 #include <zerg/counters.hpp>
 #include <zerg/detail/eventfd_waker.hpp>
+#include <zerg/detail/direct_table.hpp>
 #include <zerg/detail/multishot_accept.hpp>
 #include <zerg/error.hpp>
 #include <zerg/policy/handoff.hpp>
+#include <zerg/uring/kernel_release.hpp>
 #include <zerg/uring/operations.hpp>
+#include <zerg/uring/registered_files.hpp>
 #include <zerg/uring/ring.hpp>
 #include <zerg/uring/user_data.hpp>
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -27,6 +41,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace zerg {
@@ -36,6 +51,7 @@ namespace zerg {
 struct acceptor_counters : accept_stats {
     reactor_counters::counter rejected;     // still waiting for room when the server stopped (closed)
     reactor_counters::counter handoff_retries;  // a MSG_RING failed and the fd went through the queue
+    reactor_counters::counter handoff_failures;  // a direct socket's MSG_RING failed: closed (the client sees it)
 };
 
 template <class Reactor>
@@ -57,7 +73,9 @@ public:
             report(error_report::kind::fallback, {}, fallbacks_.back());
         }
         capacity_ = static_cast<std::uint64_t>(config_.max_connections) * reactors_.size();
-        accept_ = detail::multishot_accept(listener_, {tag(op_accept), tag(op_retry), tag(op_cancel)}, &counters_);
+        if (config_.direct_descriptors) open_direct();
+        accept_ = detail::multishot_accept(listener_, {tag(op_accept), tag(op_retry), tag(op_cancel)}, &counters_,
+                                           direct_);
         accept_.arm(*ring_);
         stop_waker_.arm(*ring_, tag(op_stop).raw());
         ring_->submit();
@@ -85,19 +103,66 @@ public:
     const acceptor_counters& counters() const noexcept { return counters_; }
     // After setup(), any thread: what the acceptor's ring fell back from.
     const std::vector<std::string>& fallbacks() const noexcept { return fallbacks_; }
+    // After setup(), any thread: sockets are accepted into the acceptor's
+    // table and handed over as direct descriptors (see the header comment).
+    bool direct_descriptors() const noexcept { return direct_; }
 
     // After run() returned: closes the ring (ending the multishot accept,
     // which holds the listening socket) and the connections still waiting
     // for room, which count as rejected.
     void release() noexcept {
+        // Direct sockets still here (waiting, or in a MSG_RING whose CQE was
+        // not seen) go with the table, which goes with the ring.
+        if (files_) files_->leave_to_ring();
+        files_.reset();
         ring_.reset();
-        for (int fd : waiting_) ::close(fd);
+        if (!direct_)
+            for (int fd : waiting_) ::close(fd);
         counters_.rejected.add(waiting_.size());
         waiting_.clear();
     }
 
 private:
-    enum op : std::uint8_t { op_accept = 1, op_retry, op_stop, op_cancel };
+    enum op : std::uint8_t { op_accept = 1, op_retry, op_stop, op_cancel, op_close };
+    static constexpr bool can_hand_over_direct =
+        requires(Reactor& r, uring::ring& g) { r.hand_over_direct(0u, g); };
+
+    // Direct descriptors need every reactor's table in effect (each reported
+    // why not) and the acceptor's own; else plain fds, as before.
+    void open_direct() {
+        if constexpr (can_hand_over_direct) {
+            for (auto* r : reactors_)
+                if (!r->direct_descriptors()) return;
+            try {
+                files_.emplace(*ring_, config_.max_connections + detail::direct_table::headroom);
+                direct_ = true;
+            } catch (const std::system_error& e) {
+                fallbacks_.push_back(std::string("direct_descriptors: the kernel refused the acceptor's registered file "
+                                                 "table (") +
+                                     e.what() + "): it accepts plain fds and hands them over as such");
+                report(error_report::kind::fallback, {}, fallbacks_.back());
+            }
+        }
+    }
+    // Empties the acceptor's slot (the socket is the target's now, or lost).
+    // A socket that never reached a reactor (`lost`) is shut down first where
+    // the kernel puts a file taken out of a table only later (before 6.12,
+    // detail/direct_table.hpp): its client sees the end at once, not a
+    // second later. Never on success: the reactor serves the same socket.
+    void close_slot(unsigned slot, bool lost) {
+        if (lost && !uring::kernel_release::running().at_least(6, 12)) {
+            auto* s = ring_->get_sqe();
+            uring::prep_shutdown(s, static_cast<int>(slot), SHUT_RDWR);
+            uring::use_fixed_file(s);
+            uring::add_flags(s, IOSQE_IO_HARDLINK);  // the close runs whatever the shutdown says
+            uring::skip_success_cqe(s);
+            uring::set_user_data(s, tag(op_close));
+        }
+        auto* s = ring_->get_sqe();
+        uring::prep_close_direct(s, slot);
+        uring::skip_success_cqe(s);
+        uring::set_user_data(s, tag(op_close));
+    }
     static uring::user_data tag(op kind) noexcept { return {kind, 0, 0}; }
 
     void loop() {
@@ -169,7 +234,19 @@ private:
                 }
                 break;
             }
-            default:
+            case msg_ring_handoff::sent_kind: {
+                // A direct socket's MSG_RING completed: this table's slot is
+                // no longer needed either way.
+                close_slot(ud.slot(), cqe.res < 0);
+                if (cqe.res < 0) {
+                    // It never reached the reactor (its table full, say): the
+                    // close is what the client sees; it no longer counts there.
+                    counters_.handoff_failures.add();
+                    --handed_[static_cast<std::size_t>(ud.generation()) % handed_.size()];
+                }
+                break;
+            }
+            default:  // op_close (failed: nothing to do), op_stop
                 break;
         }
     }
@@ -193,7 +270,16 @@ private:
         for (std::size_t i = 0; i < n; ++i) {
             std::size_t r = (first + i) % n;
             if (load(r) >= config_.max_connections || reactors_[r]->failed()) continue;
-            if (reactors_[r]->hand_over(fd, producer)) {
+            bool handed = false;
+            if constexpr (can_hand_over_direct) {
+                if (direct_ && producer)
+                    handed = reactors_[r]->hand_over_direct(static_cast<unsigned>(fd), *producer);
+                else
+                    handed = reactors_[r]->hand_over(fd, producer);
+            } else {
+                handed = reactors_[r]->hand_over(fd, producer);
+            }
+            if (handed) {
                 ++handed_[r];
                 return true;
             }
@@ -234,7 +320,9 @@ private:
     std::uint64_t capacity_ = 0;
     std::size_t next_ = 0;
     std::vector<std::uint64_t> handed_;  // per reactor, only ever grows (but for failed MSG_RINGs)
-    std::vector<int> waiting_;           // accepted while every reactor was full
+    std::vector<int> waiting_;           // accepted while every reactor was full (slots when direct_)
+    std::optional<uring::registered_files> files_;  // direct_: what the accept fills
+    bool direct_ = false;
 };
 
 }  // namespace zerg

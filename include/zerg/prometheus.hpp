@@ -96,6 +96,8 @@ inline constexpr metric<acceptor_counters> acceptor_metrics[] = {
      &acceptor_counters::rejected},
     {"acceptor_handoff_retries_total", metric_kind::counter,
      "Hand-overs whose MSG_RING failed and went through the queue.", &acceptor_counters::handoff_retries},
+    {"acceptor_handoff_failures_total", metric_kind::counter,
+     "Direct sockets whose MSG_RING to a reactor failed; closed.", &acceptor_counters::handoff_failures},
 };
 
 inline void write_family_head(std::ostream& out, std::string_view name, std::string_view kind, std::string_view help) {

@@ -120,6 +120,15 @@ public:
     // own ring, if it has one (msg_ring_handoff posts from it and the
     // caller must submit it). False when the inbox is full.
     bool hand_over(int fd, uring::ring* producer = nullptr) noexcept { return inbox_.push(fd, producer); }
+    // The acceptor thread, with direct descriptors in effect here and a
+    // Queue that can carry them (msg_ring_handoff): moves the socket in slot
+    // `slot` of `producer`'s registered file table into this reactor's
+    // (doc/direct-descriptors.md). False when the producer's SQ is full.
+    bool hand_over_direct(unsigned slot, uring::ring& producer) noexcept
+        requires requires(Queue q) { q.push_direct(slot, producer); }
+    {
+        return inbox_.push_direct(slot, producer);
+    }
     // Any thread, any number of times: the reactor closes its connections
     // gracefully and run() returns. A flag plus a wake-up, never an item in
     // the inbox, so it is no second producer of a single-producer queue.
@@ -241,6 +250,7 @@ private:
         op_connect,          // its connect
         op_connect_timeout,  // the connect's linked timeout
         op_setsockopt,       // SO_LINGER through the ring on a direct descriptor (6.7)
+        op_handoff_direct,   // a MSG_RING installed a socket into the table: the slot in res (6.0)
     };
     static constexpr std::uint32_t no_slot = 0xffffffffu;
     using phase = detail::phase;
@@ -500,8 +510,11 @@ void basic_reactor<B, Q, S, H>::setup() {
         zero_copy_ = true;
     if (auto fb = buffers_.fallback(); !fb.empty()) fallbacks_.push_back("buffers: " + fb);
     // Direct descriptors (5.19): the reuse_port listener accepts into a
-    // registered file table of this ring (detail/direct_table.hpp).
-    if (auto fb = direct_.open(*ring_, config_.direct_descriptors, config_.reuse_port, config_.max_connections);
+    // registered file table of this ring, or the acceptor's MSG_RING
+    // installs into it (detail/direct_table.hpp).
+    if (auto fb = direct_.open(*ring_, config_.direct_descriptors,
+                               config_.reuse_port ? std::string() : detail::direct_handoff_unavailable<Q>(),
+                               config_.max_connections);
         !fb.empty())
         fallbacks_.push_back(fb);
     direct_active_ = direct_.active();
@@ -527,7 +540,8 @@ void basic_reactor<B, Q, S, H>::setup() {
     chunks_.reserve((config_.max_connections + chunk_slots - 1) / chunk_slots);
     grow_table();
 
-    inbox_.setup(*ring_, {reactor_tag(op_wake).raw(), reactor_tag(op_handoff).raw(), index_});
+    inbox_.setup(*ring_, {reactor_tag(op_wake).raw(), reactor_tag(op_handoff).raw(), index_,
+                          reactor_tag(op_handoff_direct).raw()});
     if (auto fb = inbox_.fallback(); !fb.empty()) fallbacks_.push_back("handoff: " + fb);
 
     if (config_.reuse_port) {
@@ -837,6 +851,10 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
             counters_.handoffs.add();
             if (cqe.res >= 0) open(cqe.res, false);
             return;
+        case op_handoff_direct:  // only ever posted when direct_active_ (the acceptor checks)
+            counters_.handoffs.add();
+            if (cqe.res >= 0) open(cqe.res, true);
+            return;
         case op_accept:
             if (int e = accept_.on_accept(*ring_, cqe, stopping_, [this](int fd) { open(fd, accept_.direct()); }))
                 report(error_report::kind::accept_backoff, std::error_code(e, std::system_category()),
@@ -898,7 +916,10 @@ void basic_reactor<B, Q, S, H>::open(int fd, bool direct) {
     }
     if (free_.empty() && !grow_table()) {
         if (!config_.reuse_port) {  // the acceptor never hands over past max_connections
-            ::close(fd);
+            if (direct)
+                direct_.release(static_cast<unsigned>(fd));
+            else
+                ::close(fd);
             counters_.rejected.add();
             return;
         }

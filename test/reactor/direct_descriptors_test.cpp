@@ -6,7 +6,9 @@
 // close, the handler's abort and the peer's reset all work and give their
 // slots back (more connections, in rounds, than the table has slots); a
 // zero-copy send whose notification is due is reset through the ring where
-// zero-copy is on with them (6.7). Hidden (ZERG_URING_HIDE=direct_descriptors),
+// zero-copy is on with them (6.7). In acceptor mode with msg_ring_handoff the
+// same over MSG_RING's IORING_MSG_SEND_FD (both reactors, slots given back on
+// both tables). Hidden (ZERG_URING_HIDE=direct_descriptors or msg_ring),
 // without reuse_port, or with RLIMIT_NOFILE below the table, it falls back
 // to plain fds, reported, and still echoes.
 #define BOOST_TEST_MODULE reactor_direct_descriptors
@@ -19,6 +21,7 @@
 #include <support/skip.hpp>
 #include <support/sockets.hpp>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -364,6 +367,195 @@ BOOST_AUTO_TEST_CASE(without_reuse_port_connections_are_plain_fds) {
     BOOST_TEST(direct_opens.load() == 0);
     BOOST_TEST(inconsistent.load() == 0);
     s.stop();
+}
+
+// The acceptor thread with msg_ring_handoff: it accepts into its own table
+// and a MSG_RING (IORING_MSG_SEND_FD, 6.0) moves each socket into the
+// target reactor's table, whose CQE opens a direct connection.
+template <class H>
+using ring_reactor = zerg::basic_reactor<zerg::provided_buffers<4096, 256>, zerg::msg_ring_handoff, zerg::plain_submission, H>;
+
+zerg::server_config acceptor_config(unsigned reactors, unsigned max_connections = 64) {
+    auto config = test_config(reactors, max_connections);
+    config.reuse_port = false;
+    return config;
+}
+
+// Why the MSG_RING path cannot run here (printed as a skip), or empty.
+std::string msg_ring_direct_unavailable() {
+    if (uring::is_hidden(uring::feature::direct_descriptors)) return "direct_descriptors hidden by ZERG_URING_HIDE";
+    return zerg::msg_ring_handoff::direct_unavailable();
+}
+
+bool skipped_without_msg_ring_fd() {
+    auto why = msg_ring_direct_unavailable();
+    if (why.empty()) return false;
+    std::cout << "SKIPPED " << boost::unit_test::framework::current_test_case().p_name.get() << ": " << why << '\n';
+    return true;
+}
+
+BOOST_AUTO_TEST_CASE(acceptor_msg_ring_hands_over_direct_descriptors) {
+    if (skipped_without_msg_ring_fd()) return;
+    reset_counts();
+    zerg::server<ring_reactor<command_echo>> s(acceptor_config(2));
+    s.start();
+    for (unsigned i = 0; i < s.reactor_count(); ++i) BOOST_TEST(s.reactor(i).direct_descriptors());
+    BOOST_TEST(!listed(s.fallbacks(), "direct_descriptors: "));
+    BOOST_TEST(!listed(s.fallbacks(), "handoff: "));
+    using zerg::test::check;
+    for (unsigned i = 0; i < 8; ++i) BOOST_REQUIRE(zerg::test::pattern_byte(0x1234u + i * 7919u, 0) != '!');
+    check(zerg::test::run_echo({s.port(), 8, 64 * 1024, 4}), 8ull * 64 * 1024 * 4);
+    check(zerg::test::run_echo({s.port(), 1, std::size_t{1} << 20, 2}), std::uint64_t{2} << 20);
+    zerg::test::check_clean(s);
+    say(s);
+    BOOST_TEST(opens.load() == 9);
+    BOOST_TEST(direct_opens.load() == 9);
+    BOOST_TEST(inconsistent.load() == 0);
+    BOOST_TEST(unclean_closes.load() == 0);
+    // Round-robin: both reactors took direct connections.
+    for (unsigned i = 0; i < s.reactor_count(); ++i) BOOST_TEST(s.reactor(i).counters().accepted.get() >= 4u);
+    BOOST_REQUIRE(s.acceptor_stats());
+    BOOST_TEST(s.acceptor_stats()->handoff_failures.get() == 0u);
+    BOOST_TEST(s.acceptor_stats()->handoff_retries.get() == 0u);
+    // A graceful stop closes the open ones: their peers see EOF.
+    std::vector<zerg::test::fd_guard> idle;
+    for (int i = 0; i < 4; ++i) idle.push_back(zerg::test::connect_loopback(s.port()));
+    BOOST_REQUIRE(zerg::test::eventually([&] { return s.totals().open_connections == 4u; }, 5s));
+    s.stop();
+    for (auto& p : idle) {
+        bool eof = false;
+        read_to_end(p.get(), eof);
+        BOOST_TEST(eof);
+    }
+    BOOST_TEST(closes.load() == 13);
+}
+
+// More connections, in rounds, than either table (the acceptor's and each
+// reactor's: 8 + 64 slots) has slots: every slot comes back on both sides.
+BOOST_AUTO_TEST_CASE(acceptor_msg_ring_gives_slots_back_on_both_tables) {
+    if (skipped_without_msg_ring_fd()) return;
+    reset_counts();
+    zerg::server<ring_reactor<command_echo>> s(acceptor_config(2, 8));
+    s.start();
+    BOOST_TEST(s.reactor(0).direct_descriptors());
+    const int rounds = under_qemu() ? 6 : 12;
+    int expected = 0;
+    for (int round = 0; round < rounds; ++round) {
+        zerg::test::check(zerg::test::run_echo({s.port(), 12, 4096, 2}), 12ull * 4096 * 2);
+        bool eof = false;
+        BOOST_TEST(exchange(s.port(), "!C", eof) == "bye\n");
+        BOOST_TEST(eof);
+        exchange(s.port(), "!X", eof);  // aborted: cancel, close
+        expected += 14;
+        BOOST_TEST(zerg::test::eventually([&] { return closes.load() == expected; }), "closes " << closes.load());
+    }
+    zerg::test::check_clean(s);
+    say(s);
+    auto t = s.totals();
+    BOOST_TEST(t.accepted == static_cast<std::uint64_t>(expected));
+    BOOST_TEST(t.accepted > 8u + zerg::detail::direct_table::headroom);  // the acceptor's slots were used more than once
+    BOOST_TEST(direct_opens.load() == expected);
+    BOOST_TEST(inconsistent.load() == 0);
+    BOOST_TEST(s.acceptor_stats()->handoff_failures.get() == 0u);
+    s.stop();
+}
+
+// A reactor whose table has only `free_slots` slots left: the policy fills
+// the rest (with /dev/null) when the reactor sets it up, just after the
+// reactor registered its table. A MSG_RING beyond that fails (ENFILE).
+struct crowded_handoff : zerg::msg_ring_handoff {
+    static inline std::atomic<unsigned> free_slots{~0u};
+    static inline std::atomic<int> filled{0};
+    void setup(zerg::uring::ring& ring, zerg::inbox_tags tags) {
+        zerg::msg_ring_handoff::setup(ring, tags);
+        unsigned size = zerg::detail::direct_table::headroom + 8;  // the test's max_connections: 8
+        if (free_slots.load() >= size) return;
+        int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null < 0) return;
+        for (unsigned slot = free_slots.load(); slot < size; ++slot) {
+            io_uring_rsrc_update2 up{};
+            up.offset = slot;
+            up.data = reinterpret_cast<std::uintptr_t>(&null);
+            up.nr = 1;
+            if (ring.register_op(IORING_REGISTER_FILES_UPDATE2, &up, sizeof up) >= 0) ++filled;
+        }
+        ::close(null);  // the table holds its own references
+    }
+};
+
+// A MSG_RING that fails (the target's table is full): the acceptor closes
+// its slot and counts it, the client sees the close, the reactor's load is
+// right again, and once the reactor's connections close their slots serve
+// new ones.
+BOOST_AUTO_TEST_CASE(acceptor_msg_ring_failure_closes_and_counts) {
+    if (skipped_without_msg_ring_fd()) return;
+    reset_counts();
+    const unsigned room = 3;
+    crowded_handoff::free_slots = room;
+    crowded_handoff::filled = 0;
+    using R = zerg::basic_reactor<zerg::provided_buffers<4096, 256>, crowded_handoff, zerg::plain_submission, command_echo>;
+    zerg::server<R> s(acceptor_config(1, 8));
+    s.start();
+    crowded_handoff::free_slots = ~0u;
+    BOOST_TEST(s.reactor(0).direct_descriptors());
+    BOOST_REQUIRE(crowded_handoff::filled.load() == static_cast<int>(8 + zerg::detail::direct_table::headroom - room));
+    // Fill the room the reactor has, connections that stay open.
+    std::vector<zerg::test::fd_guard> held;
+    for (unsigned i = 0; i < room; ++i) held.push_back(zerg::test::connect_loopback(s.port()));
+    BOOST_REQUIRE(zerg::test::eventually([&] { return s.totals().open_connections == room; }, 5s));
+    // One more: its MSG_RING fails; the client sees the end.
+    for (int i = 0; i < 2; ++i) {
+        auto fd = zerg::test::connect_loopback(s.port());
+        bool eof = false;
+        auto t0 = std::chrono::steady_clock::now();
+        BOOST_TEST(read_to_end(fd.get(), eof).empty());
+        // At once: before 6.12 the acceptor shuts the lost socket down
+        // before its close_direct (whose put the kernel delays there).
+        auto took = std::chrono::steady_clock::now() - t0;
+        std::cout << "  a lost hand-off's client saw the close after "
+                  << std::chrono::duration_cast<std::chrono::microseconds>(took).count() << " us\n";
+        BOOST_TEST((took < 500ms));
+    }
+    BOOST_TEST(zerg::test::eventually([&] { return s.acceptor_stats()->handoff_failures.get() == 2u; }, 5s),
+               "handoff_failures " << s.acceptor_stats()->handoff_failures.get());
+    BOOST_TEST(s.totals().open_connections == room);
+    held.clear();  // their slots come back
+    BOOST_REQUIRE(zerg::test::eventually([&] { return closes.load() == static_cast<int>(room); }, 5s));
+    zerg::test::check(zerg::test::run_echo({s.port(), room, 4096, 2}), std::uint64_t{room} * 4096 * 2);
+    zerg::test::check_clean(s);
+    say(s);
+    BOOST_TEST(opens.load() == static_cast<int>(2 * room));
+    BOOST_TEST(direct_opens.load() == static_cast<int>(2 * room));
+    BOOST_TEST(s.acceptor_stats()->handoff_failures.get() == 2u);
+    s.stop();
+}
+
+// Hidden MSG_RING or direct descriptors: plain fds through the hand-off's
+// queue (or a plain MSG_RING), reported, still an exact echo.
+void acceptor_msg_ring_falls_back(uring::feature hidden, std::string reported) {
+    // Hidden by the environment already: that is the reason reported first.
+    if (uring::is_hidden(uring::feature::direct_descriptors)) reported = "direct_descriptors: hidden by zerg::uring::hide";
+    uring::scoped_hide hide(hidden);
+    reset_counts();
+    zerg::server<ring_reactor<command_echo>> s(acceptor_config(2));
+    s.start();
+    for (unsigned i = 0; i < s.reactor_count(); ++i) BOOST_TEST(!s.reactor(i).direct_descriptors());
+    BOOST_TEST(listed(s.fallbacks(), reported));
+    zerg::test::check(zerg::test::run_echo({s.port(), 6, 16 * 1024, 2}), 6ull * 16 * 1024 * 2);
+    zerg::test::check_clean(s);
+    say(s);
+    BOOST_TEST(opens.load() == 6);
+    BOOST_TEST(direct_opens.load() == 0);
+    BOOST_TEST(inconsistent.load() == 0);
+    s.stop();
+}
+
+BOOST_AUTO_TEST_CASE(acceptor_msg_ring_hidden_falls_back_to_plain_fds) {
+    acceptor_msg_ring_falls_back(uring::feature::msg_ring, "direct_descriptors: only a reactor with its own listener");
+}
+
+BOOST_AUTO_TEST_CASE(acceptor_msg_ring_direct_hidden_falls_back_to_plain_fds) {
+    acceptor_msg_ring_falls_back(uring::feature::direct_descriptors, "direct_descriptors: hidden by zerg::uring::hide");
 }
 
 // The kernel refuses a table larger than RLIMIT_NOFILE (EMFILE): reported,

@@ -10,9 +10,14 @@
 // has not completed yet is still taken. When every slot is taken the accept
 // ends with ENFILE and backs off like any other accept error.
 //
+// In acceptor mode the acceptor thread accepts into its own table and
+// msg_ring_handoff moves each socket into the reactor's (IORING_MSG_SEND_FD,
+// 6.0; the reactor's CQE carries the slot its table allocated).
+//
 // open() decides and says why not: the option is off, hidden
-// (ZERG_URING_HIDE=direct_descriptors), the reactor has no listener of its
-// own (the acceptor hands over plain fds), or the kernel refused the table
+// (ZERG_URING_HIDE=direct_descriptors), nothing can fill the table (no
+// listener of its own, and a hand-off that carries plain fds: spsc/mpmc
+// queues, MSG_RING missing or hidden), or the kernel refused the table
 // (RLIMIT_NOFILE below the slot count: EMFILE; no memory; a kernel before
 // 5.19). Each reason but "off" is a reported fallback.
 //
@@ -70,16 +75,19 @@ public:
     // Slots beyond max_connections (see the header comment).
     static constexpr unsigned headroom = 64;
 
-    // Registers the table on `ring` when `wanted` and possible. Returns the
-    // fallback to report, or empty (in effect, or not asked for).
-    std::string open(uring::ring& ring, bool wanted, bool own_listener, unsigned max_connections) {
+    // Registers the table on `ring` when `wanted` and possible. `no_filler`
+    // says why nothing could fill it, or is empty: the reactor has its own
+    // listener, or the acceptor thread's MSG_RING installs into it. Returns
+    // the fallback to report, or empty (in effect, or not asked for).
+    std::string open(uring::ring& ring, bool wanted, const std::string& no_filler, unsigned max_connections) {
         if (!wanted) return {};
         const char* then = ": connections use plain fds";
         if (uring::is_hidden(uring::feature::direct_descriptors))
             return std::string("direct_descriptors: hidden by zerg::uring::hide (test hook or ZERG_URING_HIDE)") + then;
-        if (!own_listener)
-            return std::string("direct_descriptors: only a reactor with its own listener (server_config::reuse_port) "
-                               "accepts into its table; the acceptor hands over plain fds") + then;
+        if (!no_filler.empty())
+            return "direct_descriptors: only a reactor with its own listener (server_config::reuse_port) or fed by "
+                   "msg_ring_handoff accepts into its table; the acceptor hands over plain fds here: " +
+                   no_filler + then;
         try {
             files_.emplace(ring, max_connections + headroom);
         } catch (const std::system_error& e) {

@@ -12,7 +12,9 @@
 //                           completion itself wakes the reactor. Falls back to
 //                           an MPMC queue with eventfd wake-ups, and says so,
 //                           when the kernel lacks MSG_RING or the producer has
-//                           no ring.
+//                           no ring. With direct descriptors in acceptor
+//                           mode it carries a registered-file slot instead
+//                           (IORING_MSG_SEND_FD, 6.0): push_direct().
 //
 // Queue-based inboxes wake a sleeping reactor through an eventfd read that
 // is always armed in its ring; see detail/eventfd_waker.hpp for why no
@@ -21,6 +23,7 @@
 
 #include <zerg/detail/eventfd_waker.hpp>
 #include <zerg/uring/hidden_features.hpp>
+#include <zerg/uring/kernel_release.hpp>
 #include <zerg/uring/operations.hpp>
 #include <zerg/uring/probe.hpp>
 #include <zerg/uring/ring.hpp>
@@ -40,6 +43,7 @@ struct inbox_tags {
     std::uint64_t wake;     // the eventfd read completed
     std::uint64_t handoff;  // a MSG_RING completion carrying an fd in res
     std::uint32_t reactor = 0;  // the owning reactor's index
+    std::uint64_t handoff_direct = 0;  // a MSG_RING that installed a socket into the ring's table: slot in res
 };
 
 namespace detail {
@@ -138,6 +142,31 @@ public:
         }
         return fallback_queue_.push(fd, nullptr);
     }
+    // Why a socket cannot travel as a direct descriptor from the acceptor's
+    // table into the reactor's (IORING_MSG_SEND_FD, 6.0), or empty. Any
+    // thread; the same answer for every ring of the process.
+    static std::string direct_unavailable() {
+        if (uring::is_hidden(uring::feature::msg_ring))
+            return "IORING_OP_MSG_RING is hidden by zerg::uring::hide (test hook or ZERG_URING_HIDE=msg_ring)";
+        if (!uring::probe_kernel().supports(IORING_OP_MSG_RING) || !uring::kernel_release::running().at_least(6, 0))
+            return "the kernel lacks IORING_OP_MSG_RING's IORING_MSG_SEND_FD (Linux 6.0)";
+        return {};
+    }
+    // The acceptor thread, with direct descriptors: moves the socket in
+    // slot `source_slot` of the producer ring's table into a free slot of
+    // this reactor's (IORING_MSG_SEND_FD, IORING_FILE_INDEX_ALLOC). The
+    // reactor's CQE carries its new slot in res; the producer's CQE (tagged
+    // sent_tag) says whether it arrived, and the producer closes its own
+    // slot either way (the target holds its own reference). False when the
+    // producer's SQ is full.
+    bool push_direct(unsigned source_slot, uring::ring& producer) noexcept {
+        std::error_code ec;
+        auto* sqe = producer.get_sqe(ec);
+        if (!sqe) return false;
+        uring::prep_msg_ring_fd(sqe, ring_fd_, source_slot, IORING_FILE_INDEX_ALLOC, uring::user_data(tags_.handoff_direct));
+        uring::set_user_data(sqe, sent_tag(source_slot, tags_.reactor));
+        return true;
+    }
     template <class OnFd>
     unsigned drain(OnFd&& on_fd) {
         return fallback_queue_.drain(on_fd);
@@ -155,6 +184,12 @@ public:
     static std::uint64_t failed_tag(int fd, std::uint32_t reactor) noexcept {
         return uring::user_data(failed_kind, static_cast<std::uint32_t>(fd), reactor).raw();
     }
+    // Tag of the producer's CQE for push_direct(): kind 0xfd, the producer's
+    // slot in the slot field, the target reactor's index in the generation field.
+    static constexpr std::uint8_t sent_kind = 0xfd;
+    static std::uint64_t sent_tag(unsigned slot, std::uint32_t reactor) noexcept {
+        return uring::user_data(sent_kind, slot, reactor).raw();
+    }
 
 private:
     int ring_fd_ = -1;
@@ -165,6 +200,20 @@ private:
 };
 
 namespace detail {
+// Why reactors fed through Queue (the acceptor thread's hand-off) cannot take
+// direct descriptors, or empty: only a MSG_RING can install a socket into
+// another ring's table; a queue carries an int, which no other ring's table
+// could name.
+template <class Queue>
+std::string direct_handoff_unavailable() {
+    if constexpr (requires { Queue::direct_unavailable(); }) {
+        return Queue::direct_unavailable();
+    } else {
+        return std::string("the ") + Queue::name +
+               " queue carries plain fds (only msg_ring_handoff installs the socket into the reactor's table)";
+    }
+}
+
 // Stands for the reactor's callback in the concept: drain() must take any
 // callable, as the reactor passes a lambda.
 struct fd_sink {
