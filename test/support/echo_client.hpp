@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <vector>
@@ -24,6 +25,9 @@ struct echo_plan {
     std::size_t message_size = 64;
     unsigned messages = 1;          // per connection, written back to back (pipelined)
     std::chrono::milliseconds timeout{20000};
+    // Called once every connection is made and before the first byte is
+    // sent: a test can wait there for the server to have armed its receives.
+    std::function<void()> before_sending{};
 };
 
 struct echo_outcome {
@@ -59,6 +63,7 @@ inline echo_outcome run_echo(const echo_plan& plan) {
         ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
         conns.push_back({std::move(fd), 0x1234u + i * 7919u, total});
     }
+    if (plan.before_sending) plan.before_sending();
     std::vector<std::uint8_t> scratch(256 * 1024);
     std::vector<pollfd> pfds(conns.size());
     auto deadline = std::chrono::steady_clock::now() + plan.timeout;
