@@ -84,9 +84,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(enobufs_tiny_buffer_ring, H, echo_handlers) {
     // arrive at an empty ring. So the bytes are sent only once every
     // connection is open and its receive armed (the server's counters say
     // so), and all at once. Scheduling can still feed one socket at a time
-    // (a sanitizer build on a loaded machine: ~3% of rounds without the
-    // wait): up to three rounds, each checked byte for byte, until one of
-    // them met ENOBUFS.
+    // (TSan build, two copies at once: 3% of rounds met no ENOBUFS without
+    // the wait, 0.3% with it): up to three rounds, each checked byte for
+    // byte, until one of them met ENOBUFS.
     unsigned rounds = 0;
     do {
         ++rounds;
