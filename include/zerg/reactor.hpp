@@ -298,7 +298,20 @@ private:
     void dispatch(const io_uring_cqe& cqe);
     void on_recv(connection_type& c, const io_uring_cqe& cqe);
     void on_send(connection_type& c, const io_uring_cqe& cqe);
-    void do_work(connection_type& c);
+    // The common case (an open connection whose receive is armed wrote an
+    // answer) inline: start its send and stop. What the general path checks
+    // next cannot apply: no drain, shutdown or lingering while open, and an
+    // armed receive needs no arming.
+    void do_work(connection_type& c) {
+        if (c.life_.now == phase::open && c.life_.read == read_state::armed && !c.connecting_) [[likely]] {
+            if (c.send_.ready()) start_send(c);
+            deadlines_.output(c, !c.send_.empty(), false, now_);
+            if (c.send_.over(config_.max_write_queue) || input_over(c)) pause_reading(input_over(c) ? c : source_of(c));
+            return;
+        }
+        do_other_work(c);
+    }
+    void do_other_work(connection_type& c);
     void start_send(connection_type& c);  // precondition: c.send_.ready()
     void run_work_list();
     void feed_starved();
@@ -308,7 +321,13 @@ private:
     void arm_recv(connection_type& c);
     void abort(connection_type& c, std::error_code why);
     void begin_teardown(connection_type& c);
-    void finish_if_done(connection_type& c);
+    // Called after every completion of a connection; only one being torn
+    // down or closed has anything to finish, so the check stays inline.
+    void finish_if_done(connection_type& c) {
+        if (c.life_.now == phase::tearing_down || c.life_.now == phase::closing) [[unlikely]]
+            finish_teardown(c);
+    }
+    void finish_teardown(connection_type& c);
     // The close of c's socket: close_direct frees a direct one's slot (5.15).
     // Where the kernel puts a file taken out of the table only later (see
     // direct_table::delays_release()), a graceful close first shuts the
@@ -869,7 +888,7 @@ void basic_reactor<B, Q, S, H>::dispatch(const io_uring_cqe& cqe) {
         default:
             break;
     }
-    if (ud.slot() >= generations_->size() || !generations_->is_current(ud)) [[unlikely]] {
+    if (!generations_->is_current(ud)) [[unlikely]] {  // is_current checks the slot's range too
         // A completion for a connection that is gone. Cannot happen while a
         // slot waits for its last CQE before reuse; counted, never delivered.
         counters_.stale_completions.add();
@@ -1165,20 +1184,11 @@ void basic_reactor<B, Q, S, H>::on_send(connection_type& c, const io_uring_cqe& 
     finish_if_done(c);
 }
 
-// What a connection in the work list needs: a send started, reading paused
-// or (re)armed, a SHUT_WR, or its teardown once flushed.
+// What a connection in the work list needs when do_work's common case does
+// not apply: a send started, reading paused or (re)armed, a SHUT_WR, or its
+// teardown once flushed.
 template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::do_work(connection_type& c) {
-    // The common case (an open connection whose receive is armed wrote an
-    // answer): start its send and stop. What the general path below checks
-    // next cannot apply: no drain, shutdown or lingering while open, and an
-    // armed receive needs no arming.
-    if (c.life_.now == phase::open && c.life_.read == read_state::armed && !c.connecting_) [[likely]] {
-        if (c.send_.ready()) start_send(c);
-        deadlines_.output(c, !c.send_.empty(), false, now_);
-        if (c.send_.over(config_.max_write_queue) || input_over(c)) pause_reading(input_over(c) ? c : source_of(c));
-        return;
-    }
+void basic_reactor<B, Q, S, H>::do_other_work(connection_type& c) {
     if (c.life_.torn_down()) return;
     if (c.connecting_) {  // writes wait for the connect; a close() now ends it
         if (c.life_.now == phase::draining)
@@ -1329,7 +1339,7 @@ void basic_reactor<B, Q, S, H>::begin_teardown(connection_type& c) {
 }
 
 template <class B, class Q, class S, class H>
-void basic_reactor<B, Q, S, H>::finish_if_done(connection_type& c) {
+void basic_reactor<B, Q, S, H>::finish_teardown(connection_type& c) {
     // A zero-copy notification still due does not hold the close back: the
     // socket keeps the pages until its peer acknowledges them, which a peer
     // that stopped reading never does. The close, with SO_LINGER 0 (a

@@ -66,15 +66,22 @@ public:
     // Prepares one send of what is queued (up to max_iov segments) into
     // `sqe`: zero-copy when it carries at least `zc_threshold` bytes and
     // `zero_copy` allows it (detail/zero_copy.hpp). Precondition: ready().
-    send_kind prepare_send(io_uring_sqe* sqe, int fd, bool zero_copy = false,
-                           std::size_t zc_threshold = 0) noexcept {
+    [[gnu::always_inline]] send_kind prepare_send(io_uring_sqe* sqe, int fd, bool zero_copy = false,
+                                                  std::size_t zc_threshold = 0) noexcept {
         in_flight_ = true;
         // One segment holds it all (an echo's answer, one held buffer):
-        // a plain send of it, no iovec gathered, no msghdr built.
+        // a plain send of it, no iovec gathered, no msghdr built. Inline,
+        // the rest is not.
         if (const write_segment* one = queue_.single(); one && !(zc_threshold && one->size() >= zc_threshold)) {
             uring::prep_send(sqe, fd, std::span<const std::byte>(one->base + one->begin, one->size()));
             return send_kind::copied;
         }
+        return prepare_gathered(sqe, fd, zero_copy, zc_threshold);
+    }
+
+private:
+    [[gnu::noinline]] send_kind prepare_gathered(io_uring_sqe* sqe, int fd, bool zero_copy,
+                                                 std::size_t zc_threshold) noexcept {
         unsigned n = queue_.gather(iov_);
         std::size_t bytes = 0;
         for (unsigned i = 0; i < n; ++i) bytes += iov_[i].iov_len;
@@ -99,6 +106,8 @@ public:
         }
         return zc ? send_kind::zero_copy : large ? send_kind::copied_above_threshold : send_kind::copied;
     }
+
+public:
 
     // A zero-copy send's first CQE (IORING_CQE_F_MORE): its result, kept
     // until the notification says the kernel no longer reads the queued

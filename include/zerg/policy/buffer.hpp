@@ -116,8 +116,16 @@ public:
     // The application is done with the bytes of one take() (or one hold()).
     // The buffer goes back when the last reference goes and, in incremental
     // mode, the kernel put its last slice in it.
-    void release(std::uint16_t id) noexcept {
-        if (--refs_[id] != 0) return;
+    [[gnu::always_inline]] void release(std::uint16_t id) noexcept {
+        if (--refs_[id] != 0) return;  // inline: a send from the buffer holds it past the handler's release
+        last_release(id);
+    }
+
+    // One publish per reactor loop iteration, however many were released.
+    void publish() noexcept { ring_->publish(); }
+
+private:
+    void last_release(std::uint16_t id) noexcept {
         if constexpr (Incremental) {
             if (ring_->incremental()) {
                 if (!kernel_done_[id]) return;
@@ -127,10 +135,6 @@ public:
         ring_->recycle(id);
     }
 
-    // One publish per reactor loop iteration, however many were released.
-    void publish() noexcept { ring_->publish(); }
-
-private:
     std::unique_ptr<uring::buffer_ring> ring_;
     std::vector<std::uint32_t> refs_;  // per buffer: takes (slices) and holds not yet released
     std::vector<std::uint8_t> kernel_done_;

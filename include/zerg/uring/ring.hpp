@@ -232,10 +232,9 @@ public:
 
     // As above, throwing std::system_error instead of returning nullptr.
     io_uring_sqe* get_sqe() {
-        std::error_code ec;
-        io_uring_sqe* sqe = get_sqe(ec);
-        if (!sqe) throw std::system_error(ec, "zerg::uring::ring: no submission queue entry available");
-        return sqe;
+        if (io_uring_sqe* sqe = try_get_sqe()) [[likely]]
+            return sqe;
+        return get_sqe_or_throw();  // out of line: the error_code stays off the fast path
     }
 
     unsigned sq_space_left() const noexcept { return mem_.sq().entries - (sqe_tail_ - sq_head()); }
@@ -485,6 +484,12 @@ private:
 
     std::error_code init(const ring_options& options);
     io_uring_sqe* get_sqe_slow(std::error_code& ec) noexcept;
+    [[gnu::noinline]] io_uring_sqe* get_sqe_or_throw() {
+        std::error_code ec;
+        io_uring_sqe* sqe = get_sqe_slow(ec);
+        if (!sqe) throw std::system_error(ec, "zerg::uring::ring: no submission queue entry available");
+        return sqe;
+    }
     unsigned choose_flags(const ring_options& options, io_uring_params& params);
     int create(unsigned entries, io_uring_params& params, bool user_memory);
     void setup_wait_region();
