@@ -192,6 +192,20 @@ bool any_event_within(int fd, std::chrono::milliseconds timeout) {
     return zerg::test::wait_for_events(fd, POLLIN, clock::now() + timeout);
 }
 
+// The timeout tests measure deadlines of a few hundred milliseconds. Inside
+// the real-kernel VM (test/kernels/init sets ZERG_TEST_UNDER_QEMU) the guest
+// runs under TCG emulation beside CI's sanitizer builds and can stall for
+// longer than that, so there every duration in those tests (the deadline
+// and the client's pacing alike) is stretched by the same factor: what
+// each test asserts stays the same, only the time scale changes.
+constexpr int qemu_stretch = 3;
+
+std::chrono::milliseconds stretched(std::chrono::milliseconds d) {
+    return std::getenv("ZERG_TEST_UNDER_QEMU") != nullptr ? d * qemu_stretch : d;
+}
+
+long stretched_ms(long m) { return static_cast<long>(stretched(std::chrono::milliseconds(m)).count()); }
+
 // =============================================================================
 // Sequence handler: a length-prefixed protocol
 // =============================================================================
@@ -1128,7 +1142,7 @@ BOOST_AUTO_TEST_CASE(idle_timeout_closes_idle_connections) {
     close_log log;
     using R = reactor_for<http_like>;
     auto config = test_config(1);
-    config.idle_timeout = 200ms;
+    config.idle_timeout = stretched(200ms);
     zerg::server<R> s(config, http_like{&log});
     s.start();
 
@@ -1139,30 +1153,30 @@ BOOST_AUTO_TEST_CASE(idle_timeout_closes_idle_connections) {
     auto chatty = connect_nodelay(s.port());
     unsigned answered = 0;
     auto chatty_quiet = clock::now();
-    while (clock::now() - connected < 600ms) {
+    while (clock::now() - connected < stretched(600ms)) {
         if (zerg::test::send_all(chatty.get(), "GET / HTTP/1.1\r\n\r\n") &&
-            zerg::test::read_exact(chatty.get(), 4, 1000ms).bytes == "OK\r\n") {
+            zerg::test::read_exact(chatty.get(), 4, stretched(1000ms)).bytes == "OK\r\n") {
             ++answered;
             chatty_quiet = clock::now();  // the last traffic, in both directions
         }
-        ::poll(nullptr, 0, 50);  // pacing
+        ::poll(nullptr, 0, static_cast<int>(stretched_ms(50)));  // pacing
     }
-    auto idle_end = zerg::test::read_to_close(idle.get(), 3000ms);
+    auto idle_end = zerg::test::read_to_close(idle.get(), stretched(3000ms));
     auto idle_after = clock::now() - connected;
     BOOST_TEST((idle_end.eof || idle_end.error != 0), "the idle connection was not closed");
     BOOST_TEST(idle_end.bytes.empty());
     // It was closed by the deadline, not before (it is measured on the server from accept).
-    BOOST_TEST(ms(idle_after) >= 195);
-    BOOST_TEST(ms(idle_after) < 3000);
+    BOOST_TEST(ms(idle_after) >= stretched_ms(195));
+    BOOST_TEST(ms(idle_after) < stretched_ms(3000));
     BOOST_TEST(answered >= 8u);
     // Once it stops talking, the chatty one goes too.
-    auto chatty_end = zerg::test::read_to_close(chatty.get(), 3000ms);
+    auto chatty_end = zerg::test::read_to_close(chatty.get(), stretched(3000ms));
     auto chatty_after = clock::now() - chatty_quiet;
     BOOST_TEST((chatty_end.eof || chatty_end.error != 0));
     // (The server's clock for it starts when its reply was sent, a hair
     // before the client read it: a little slack.)
-    BOOST_TEST(ms(chatty_after) >= 180);
-    BOOST_TEST(ms(chatty_after) < 3000);
+    BOOST_TEST(ms(chatty_after) >= stretched_ms(180));
+    BOOST_TEST(ms(chatty_after) < stretched_ms(3000));
     BOOST_TEST(zerg::test::eventually([&] { return log.closes.load() == 2; }, 5s));
     auto reasons = log.take();
     BOOST_TEST(reasons.size() == 2u);
@@ -1175,7 +1189,7 @@ BOOST_AUTO_TEST_CASE(read_timeout_closes_a_stalled_partial_message) {
     close_log log;
     using R = reactor_for<http_like>;
     auto config = test_config(1);
-    config.read_timeout = 200ms;
+    config.read_timeout = stretched(200ms);
     zerg::server<R> s(config, http_like{&log});
     s.start();
 
@@ -1188,19 +1202,19 @@ BOOST_AUTO_TEST_CASE(read_timeout_closes_a_stalled_partial_message) {
     auto stalled = connect_nodelay(s.port());
     BOOST_REQUIRE(zerg::test::send_all(stalled.get(), "GET / HTTP/1.1\r\nHost: x\r\n"));
     auto sent = clock::now();
-    auto end = zerg::test::read_to_close(stalled.get(), 3000ms);
+    auto end = zerg::test::read_to_close(stalled.get(), stretched(3000ms));
     auto after = clock::now() - sent;
     BOOST_TEST((end.eof || end.error != 0), "the stalled connection was not closed");
     BOOST_TEST(end.bytes.empty());
-    BOOST_TEST(ms(after) >= 150);
-    BOOST_TEST(ms(after) < 3000);
+    BOOST_TEST(ms(after) >= stretched_ms(150));
+    BOOST_TEST(ms(after) < stretched_ms(3000));
     BOOST_TEST(zerg::test::eventually([&] { return log.closes.load() == 1; }, 5s));
     auto reasons = log.take();
     BOOST_TEST(reasons.size() == 1u);
     BOOST_TEST(all_timed_out(reasons), reasons_text(reasons));
 
     // The quiet one is still open (600 ms > 3 read timeouts), and serves.
-    BOOST_TEST(!any_event_within(quiet.get(), 600ms), "the connection without a partial message was closed");
+    BOOST_TEST(!any_event_within(quiet.get(), stretched(600ms)), "the connection without a partial message was closed");
     BOOST_REQUIRE(zerg::test::send_all(quiet.get(), "GET /c HTTP/1.1\r\n\r\n"));
     BOOST_TEST(zerg::test::read_exact(quiet.get(), 4).bytes == "OK\r\n");
     BOOST_TEST(log.closes.load() == 1u);
@@ -1217,21 +1231,21 @@ BOOST_AUTO_TEST_CASE(read_timeout_spares_a_pipeline_that_keeps_completing_messag
     close_log log;
     using R = reactor_for<http_like>;
     auto config = test_config(1);
-    config.read_timeout = 200ms;
+    config.read_timeout = stretched(200ms);
     zerg::server<R> s(config, http_like{&log});
     s.start();
     auto c = connect_nodelay(s.port());
     BOOST_REQUIRE(zerg::test::send_all(c.get(), "GET /0 HTTP/1.1\r\n"));
     unsigned answered = 0, rounds = 0;
     auto start = clock::now();
-    while (clock::now() - start < 800ms) {
+    while (clock::now() - start < stretched(800ms)) {
         ++rounds;
         // Ends the pending request, starts the next one.
         if (!zerg::test::send_all(c.get(), "\r\nGET /n HTTP/1.1\r\n")) break;
-        auto got = zerg::test::read_exact(c.get(), 4, 1000ms);
+        auto got = zerg::test::read_exact(c.get(), 4, stretched(1000ms));
         if (got.bytes != "OK\r\n") break;
         ++answered;
-        ::poll(nullptr, 0, 40);  // pacing: each partial message waits ~40 ms
+        ::poll(nullptr, 0, static_cast<int>(stretched_ms(40)));  // pacing: each partial message waits ~40 ms
     }
     BOOST_TEST(answered == rounds, "answered " << answered << " of " << rounds << " requests; closed after "
                                                << ms(clock::now() - start)
@@ -1252,14 +1266,14 @@ BOOST_AUTO_TEST_CASE(read_timeout_spares_a_coroutine_that_consumed_everything) {
     close_log log;
     using R = reactor_for<answer_then_consume>;
     auto config = test_config(1);
-    config.read_timeout = 200ms;
+    config.read_timeout = stretched(200ms);
     zerg::server<R> s(config, answer_then_consume{&stats, &log});
     s.start();
     auto c = connect_nodelay(s.port());
     BOOST_REQUIRE(zerg::test::send_all(c.get(), "ping"));
     BOOST_TEST(zerg::test::read_exact(c.get(), 4).bytes == "ping");
     BOOST_REQUIRE(zerg::test::eventually([&] { return stats.replies.load() == 1; }, 5s));
-    BOOST_TEST(!any_event_within(c.get(), 600ms), "closed with no partial message held");
+    BOOST_TEST(!any_event_within(c.get(), stretched(600ms)), "closed with no partial message held");
     auto reasons = reasons_text(log.take());
     BOOST_TEST(log.closes.load() == 0u, "closed: " << reasons);
     BOOST_REQUIRE(zerg::test::send_all(c.get(), "pong"));
@@ -1274,7 +1288,7 @@ BOOST_AUTO_TEST_CASE(write_timeout_cuts_off_a_reader_that_never_reads) {
     close_log log;
     using R = reactor_for<http_like>;
     auto config = test_config(1);
-    config.write_timeout = 300ms;
+    config.write_timeout = stretched(300ms);
     zerg::server<R> s(config, http_like{&log});
     s.start();
 
@@ -1287,16 +1301,16 @@ BOOST_AUTO_TEST_CASE(write_timeout_cuts_off_a_reader_that_never_reads) {
     BOOST_REQUIRE(zerg::test::send_all(c.get(), requests));
     BOOST_TEST(zerg::test::eventually([&] { return s.totals().open_connections == 1; }, 5s));
     auto started = clock::now();
-    bool cut = zerg::test::eventually([&] { return s.totals().open_connections == 0; }, 5s);
+    bool cut = zerg::test::eventually([&] { return s.totals().open_connections == 0; }, stretched(5000ms));
     auto after = clock::now() - started;
     BOOST_TEST(cut, "the connection that never reads is still open");
-    BOOST_TEST(ms(after) < 5000);
+    BOOST_TEST(ms(after) < stretched_ms(5000));
     BOOST_TEST(zerg::test::eventually([&] { return log.closes.load() == 1; }, 5s));
     auto reasons = log.take();
     BOOST_TEST(reasons.size() == 1u);
     BOOST_TEST(all_timed_out(reasons), reasons_text(reasons));
     // The client sees its connection end (after whatever was in flight).
-    auto end = zerg::test::read_to_close(c.get(), 5000ms);
+    auto end = zerg::test::read_to_close(c.get(), stretched(5000ms));
     BOOST_TEST((end.eof || end.error != 0));
     BOOST_TEST(end.bytes.size() < 64 * big_reply().size());
     c.reset();
@@ -1314,7 +1328,7 @@ BOOST_AUTO_TEST_CASE(write_timeout_spares_a_slow_reader_that_makes_progress) {
     close_log log;
     using R = reactor_for<http_like>;
     auto config = test_config(1);
-    config.write_timeout = 400ms;
+    config.write_timeout = stretched(400ms);
     zerg::server<R> s(config, http_like{&log});
     s.start();
     auto c = zerg::test::connect_loopback(s.port());
@@ -1327,18 +1341,19 @@ BOOST_AUTO_TEST_CASE(write_timeout_spares_a_slow_reader_that_makes_progress) {
     std::size_t have = 0, wrong = 0;
     std::vector<char> buffer(256 * 1024);
     auto take = [&](std::size_t most) {
-        if (!zerg::test::wait_for_events(c.get(), POLLIN, clock::now() + 1000ms)) return false;
+        if (!zerg::test::wait_for_events(c.get(), POLLIN, clock::now() + stretched(1000ms))) return false;
         ssize_t r = ::recv(c.get(), buffer.data(), most, MSG_DONTWAIT);
         if (r <= 0) return false;
         for (ssize_t k = 0; k < r; ++k) wrong += buffer[static_cast<std::size_t>(k)] != 'r';
         have += static_cast<std::size_t>(r);
         return true;
     };
-    // For 900 ms (over twice the write timeout), at most 64 KiB every 5 ms.
+    // For 900 ms (over twice the write timeout), at most 64 KiB every 5 ms
+    // (both stretched under qemu: the same bytes, read over a longer time).
     auto slow_start = clock::now();
     bool alive = true;
-    while (alive && clock::now() - slow_start < 900ms) {
-        ::poll(nullptr, 0, 5);  // pacing: a slow reader
+    while (alive && clock::now() - slow_start < stretched(900ms)) {
+        ::poll(nullptr, 0, static_cast<int>(stretched_ms(5)));  // pacing: a slow reader
         alive = take(64 * 1024);
     }
     BOOST_TEST(alive, "the connection ended during the slow phase after " << have << " bytes");

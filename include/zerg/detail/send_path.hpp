@@ -79,36 +79,6 @@ public:
         return prepare_gathered(sqe, fd, zero_copy, zc_threshold);
     }
 
-private:
-    [[gnu::noinline]] send_kind prepare_gathered(io_uring_sqe* sqe, int fd, bool zero_copy,
-                                                 std::size_t zc_threshold) noexcept {
-        unsigned n = queue_.gather(iov_);
-        std::size_t bytes = 0;
-        for (unsigned i = 0; i < n; ++i) bytes += iov_[i].iov_len;
-        bool large = zc_threshold && bytes >= zc_threshold;
-        bool zc = large && zero_copy && !zc_declined_;
-        if (n == 1) {
-            std::span<const std::byte> one(static_cast<const std::byte*>(iov_[0].iov_base), iov_[0].iov_len);
-            if (zc)
-                uring::prep_send_zc(sqe, fd, one, MSG_NOSIGNAL, IORING_SEND_ZC_REPORT_USAGE);
-            else
-                uring::prep_send(sqe, fd, one);
-        } else {
-            msg_ = {};
-            msg_.msg_iov = iov_;
-            msg_.msg_iovlen = n;
-            if (zc) {
-                uring::prep_sendmsg_zc(sqe, fd, &msg_);
-                sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
-            } else {
-                uring::prep_sendmsg(sqe, fd, &msg_);
-            }
-        }
-        return zc ? send_kind::zero_copy : large ? send_kind::copied_above_threshold : send_kind::copied;
-    }
-
-public:
-
     // A zero-copy send's first CQE (IORING_CQE_F_MORE): its result, kept
     // until the notification says the kernel no longer reads the queued
     // memory. Until then the send stays in flight: nothing it covers is
@@ -170,6 +140,34 @@ public:
     }
 
 private:
+    // prepare_send()'s general case: several segments, or zero-copy.
+    [[gnu::noinline]] send_kind prepare_gathered(io_uring_sqe* sqe, int fd, bool zero_copy,
+                                                 std::size_t zc_threshold) noexcept {
+        unsigned n = queue_.gather(iov_);
+        std::size_t bytes = 0;
+        for (unsigned i = 0; i < n; ++i) bytes += iov_[i].iov_len;
+        bool large = zc_threshold && bytes >= zc_threshold;
+        bool zc = large && zero_copy && !zc_declined_;
+        if (n == 1) {
+            std::span<const std::byte> one(static_cast<const std::byte*>(iov_[0].iov_base), iov_[0].iov_len);
+            if (zc)
+                uring::prep_send_zc(sqe, fd, one, MSG_NOSIGNAL, IORING_SEND_ZC_REPORT_USAGE);
+            else
+                uring::prep_send(sqe, fd, one);
+        } else {
+            msg_ = {};
+            msg_.msg_iov = iov_;
+            msg_.msg_iovlen = n;
+            if (zc) {
+                uring::prep_sendmsg_zc(sqe, fd, &msg_);
+                sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
+            } else {
+                uring::prep_sendmsg(sqe, fd, &msg_);
+            }
+        }
+        return zc ? send_kind::zero_copy : large ? send_kind::copied_above_threshold : send_kind::copied;
+    }
+
     // Held segments are one per receive buffer: a pipelined burst needs room.
     static constexpr unsigned max_iov = 16;
     write_queue queue_;

@@ -120,10 +120,9 @@ public:
         auto first = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
         std::uint32_t left = static_cast<std::uint32_t>(cqe.res > 0 ? cqe.res : 0);
         if (!incremental_ && left <= buffer_size_) [[likely]] {
-            // One buffer held it all (small messages, the common case): no
-            // walk of the ring's order, the same slice take() gives.
-            ++held_;
-            on_slice(slice{buffer(first), left, first, true});
+            // One buffer held it all (small messages, the common case): the
+            // plain receive's slice, without walking the ring's order.
+            on_slice(take(cqe));
             return;
         }
         unsigned position = position_of_[first];
